@@ -1,0 +1,54 @@
+//! `skerry`: the MQTT edge appliance in one binary. This file only parses
+//! the command line and hands off; each subcommand lives in its own module.
+
+mod ca;
+mod config_cmd;
+mod logging;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Skerry: MQTT load balancer, broker nodes and certificate authority in one binary,
+/// driven by one YAML file.
+#[derive(Debug, Parser)]
+#[command(name = "skerry", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a configuration file, or print the documented reference configuration.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// The bundled certificate authority: create a CA, issue server and device
+    /// certificates, revoke them, publish a CRL.
+    Ca(ca::CaArgs),
+}
+
+/// Loads `path`, or the embedded defaults when no file is named.
+pub(crate) fn load_config(path: Option<&PathBuf>) -> anyhow::Result<skerry_config::Config> {
+    match path {
+        Some(p) => Ok(skerry_config::load(p)?),
+        None => Ok(skerry_config::Config::default()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(&skerry_config::Logging::default());
+    let result = match cli.command {
+        Command::Config(cmd) => config_cmd::run(cmd),
+        Command::Ca(args) => ca::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

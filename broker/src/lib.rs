@@ -1,0 +1,1 @@
+//! Skerry broker node.

@@ -1,0 +1,71 @@
+//! The schema of Skerry's one YAML file.
+//!
+//! Loading runs in two passes: `yaml_serde` deserializes the text into raw
+//! types that mirror the file and reject unknown keys; `validate` turns them
+//! into the typed [`Config`], collecting every problem with its key path and
+//! `line:column` (positions come from a separate event pass, see `span`).
+//! Relative paths in a file are resolved against the file's directory.
+
+mod error;
+mod model;
+mod raw;
+mod span;
+pub mod units;
+mod validate;
+
+use std::path::Path;
+
+pub use error::{ConfigError, LoadError};
+pub use model::*;
+pub use span::Pos;
+
+use raw::RawConfig;
+use span::SpanIndex;
+
+/// The documented reference configuration (`packaging/skerry.yaml`), as
+/// printed by `skerry config example` and installed as `/etc/skerry/skerry.yaml`.
+pub const REFERENCE_YAML: &str = include_str!("../../packaging/skerry.yaml");
+
+/// Reads and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Config, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, base)
+}
+
+/// Validates `text`; relative paths in it are resolved against `base`.
+pub fn parse(text: &str, base: &Path) -> Result<Config, LoadError> {
+    let spans = SpanIndex::build(text);
+    let raw = deserialize(text, &spans)?;
+    let mut cx = validate::Ctx::new(&spans, base);
+    let config = validate::build(raw, &mut cx);
+    if cx.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(LoadError::Invalid(cx.errors))
+    }
+}
+
+fn deserialize(text: &str, spans: &SpanIndex) -> Result<RawConfig, LoadError> {
+    if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+        return Ok(RawConfig::default());
+    }
+    let de = yaml_serde::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let inner = e.into_inner();
+        let pos = inner.location().map_or_else(|| spans.find(&path), |l| Pos { line: l.line(), col: l.column() });
+        let message = strip_location(&inner.to_string());
+        LoadError::Invalid(vec![ConfigError { path, pos, message }])
+    })
+}
+
+/// yaml_serde appends " at line L column C" to its messages; we print the
+/// position ourselves, in front.
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(cut) => message[..cut].to_owned(),
+        None => message.to_owned(),
+    }
+}
