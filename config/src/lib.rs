@@ -28,7 +28,10 @@ pub const REFERENCE_YAML: &str = include_str!("../../packaging/skerry.yaml");
 
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let base = path.parent().unwrap_or(Path::new("."));
     parse(&text, base)
 }
@@ -47,25 +50,57 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, LoadError> {
 }
 
 fn deserialize(text: &str, spans: &SpanIndex) -> Result<RawConfig, LoadError> {
-    if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
         return Ok(RawConfig::default());
     }
     let de = yaml_serde::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
+        let path = if path == "." || path == "?" {
+            String::new()
+        } else {
+            path
+        };
         let inner = e.into_inner();
-        let pos = inner.location().map_or_else(|| spans.find(&path), |l| Pos { line: l.line(), col: l.column() });
-        let message = strip_location(&inner.to_string());
+        let pos = inner.location().map_or_else(
+            || spans.find(&path),
+            |l| Pos {
+                line: l.line(),
+                col: l.column(),
+            },
+        );
+        let message = humanize(&inner.to_string(), &path);
         LoadError::Invalid(vec![ConfigError { path, pos, message }])
     })
 }
 
-/// yaml_serde appends " at line L column C" to its messages; we print the
-/// position ourselves, in front.
-fn strip_location(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(cut) => message[..cut].to_owned(),
-        None => message.to_owned(),
+/// yaml_serde words its messages for programmers: it repeats the path in
+/// front, the position at the end, and names Rust types. We print the path
+/// and position ourselves and name what a person would write instead.
+fn humanize(message: &str, path: &str) -> String {
+    let message = match message.split_once(": ") {
+        Some((head, rest)) if !head.is_empty() && path.starts_with(head) => rest,
+        _ => message,
+    };
+    let message = message.rfind(" at line ").map_or(message, |cut| &message[..cut]);
+    let mut message = message.to_owned();
+    for (rust, human) in [
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number from 0 to 4294967295"),
+        ("expected u64", "expected a whole number"),
+        ("expected a boolean", "expected true or false"),
+        ("expected a sequence", "expected a list"),
+    ] {
+        message = message.replace(rust, human);
     }
+    if let Some(cut) = message.find("expected struct Raw") {
+        message.replace_range(cut.., "expected a mapping of keys");
+    }
+    message
 }
+
+#[cfg(test)]
+mod tests;

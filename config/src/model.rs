@@ -32,7 +32,10 @@ pub struct Logging {
 
 impl Default for Logging {
     fn default() -> Self {
-        Self { level: "info".to_owned(), format: LogFormat::Text }
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
     }
 }
 
@@ -56,7 +59,9 @@ pub struct Ca {
 
 impl Default for Ca {
     fn default() -> Self {
-        Self { dir: PathBuf::from("skerry-data/ca") }
+        Self {
+            dir: PathBuf::from("skerry-data/ca"),
+        }
     }
 }
 

@@ -37,7 +37,10 @@ impl SpanIndex {
         let mut stack: Vec<Frame> = Vec::new();
         for event in Parser::new_from_str(text) {
             let Ok((event, span)) = event else { break };
-            let pos = Pos { line: span.start.line(), col: span.start.col() + 1 };
+            let pos = Pos {
+                line: span.start.line(),
+                col: span.start.col() + 1,
+            };
             match event {
                 Event::Scalar(value, ..) => {
                     if let Some(Frame::Mapping { key: key @ None, .. }) = stack.last_mut() {

@@ -152,7 +152,10 @@ impl FromStr for Rate {
         let count: u32 = count.trim().parse().map_err(|_| err.clone())?;
         let count = NonZeroU32::new(count).ok_or_else(|| err.clone())?;
         let per = period(per.trim()).filter(|p| *p >= StdDuration::from_secs(1));
-        Ok(Self { count, per: per.ok_or(err)? })
+        Ok(Self {
+            count,
+            per: per.ok_or(err)?,
+        })
     }
 }
 
@@ -161,10 +164,7 @@ impl FromStr for Bandwidth {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let err = UnitError(Self::EXPECTED);
-        let size = text
-            .trim()
-            .strip_suffix("/s")
-            .ok_or_else(|| err.clone())?;
+        let size = text.trim().strip_suffix("/s").ok_or_else(|| err.clone())?;
         let ByteSize(bytes) = size.parse().map_err(|_| err.clone())?;
         let bytes_per_sec = NonZeroU64::new(bytes).ok_or(err)?;
         Ok(Self { bytes_per_sec })
@@ -237,7 +237,13 @@ mod tests {
 
     #[test]
     fn sizes_parse_and_print() {
-        for (text, bytes) in [("512", 512), ("64KiB", 65_536), ("1MiB", 1 << 20), ("10kB", 10_000), ("2 GB", 2_000_000_000)] {
+        for (text, bytes) in [
+            ("512", 512),
+            ("64KiB", 65_536),
+            ("1MiB", 1 << 20),
+            ("10kB", 10_000),
+            ("2 GB", 2_000_000_000),
+        ] {
             assert_eq!(text.parse::<ByteSize>().unwrap().0, bytes, "{text}");
         }
         assert_eq!(ByteSize::kib(64).to_string(), "64KiB");

@@ -26,12 +26,21 @@ pub(crate) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub(crate) fn new(spans: &'a SpanIndex, base: &'a Path) -> Self {
-        Self { spans, base, binds: Vec::new(), errors: Vec::new() }
+        Self {
+            spans,
+            base,
+            binds: Vec::new(),
+            errors: Vec::new(),
+        }
     }
 
     fn error(&mut self, path: &str, message: impl Display) {
         let pos = self.spans.find(path);
-        self.errors.push(ConfigError { path: path.to_owned(), pos, message: message.to_string() });
+        self.errors.push(ConfigError {
+            path: path.to_owned(),
+            pos,
+            message: message.to_string(),
+        });
     }
 
     /// Parses a unit value; on failure records `"<text>" is not <expected>`.
@@ -50,7 +59,10 @@ impl<'a> Ctx<'a> {
         if parsed.is_none() {
             self.error(
                 path,
-                format_args!("{:?} is not a socket address (expected IP:PORT, e.g. 0.0.0.0:1883 or [::]:1883)", text.0),
+                format_args!(
+                    "{:?} is not a socket address (expected IP:PORT, e.g. 0.0.0.0:1883 or [::]:1883)",
+                    text.0
+                ),
             );
         }
         parsed
@@ -81,7 +93,12 @@ pub(crate) fn build(raw: RawConfig, cx: &mut Ctx<'_>) -> Config {
         logging.format = l.format.unwrap_or(logging.format);
         logging
     });
-    let ca = Ca { dir: raw.ca.and_then(|c| c.dir).map_or_else(|| cx.path_buf(&Ca::default().dir), |d| cx.path_buf(&d)) };
+    let ca = Ca {
+        dir: raw
+            .ca
+            .and_then(|c| c.dir)
+            .map_or_else(|| cx.path_buf(&Ca::default().dir), |d| cx.path_buf(&d)),
+    };
     let broker = raw.broker.map(|b| broker(cx, b)).unwrap_or_default();
     Config { logging, ca, broker }
 }
@@ -94,32 +111,48 @@ fn check_log_filter(cx: &mut Ctx<'_>, filter: &str) {
         if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
             cx.error(
                 "logging.level",
-                format_args!("{directive:?} is not a log level (expected one of {} or target=level)", LEVELS.join(", ")),
+                format_args!(
+                    "{directive:?} is not a log level (expected one of {} or target=level)",
+                    LEVELS.join(", ")
+                ),
             );
         }
     }
 }
 
 fn broker(cx: &mut Ctx<'_>, raw: RawBroker) -> Broker {
-    let max_message_rate = raw.max_message_rate.and_then(|t| cx.unit::<Rate>("broker.max_message_rate", &t));
+    let max_message_rate = raw
+        .max_message_rate
+        .and_then(|t| cx.unit::<Rate>("broker.max_message_rate", &t));
     let mut nodes = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     for (i, raw_node) in raw.nodes.unwrap_or_default().into_iter().enumerate() {
         let path = format!("broker.nodes[{i}]");
         if let Some(first) = names.insert(raw_node.name.clone(), i) {
-            cx.error(&join(&path, "name"), format_args!("node name {:?} is already used by broker.nodes[{first}]", raw_node.name));
+            cx.error(
+                &join(&path, "name"),
+                format_args!("node name {:?} is already used by broker.nodes[{first}]", raw_node.name),
+            );
         }
         nodes.push(node(cx, &path, raw_node));
     }
-    Broker { max_message_rate, nodes }
+    Broker {
+        max_message_rate,
+        nodes,
+    }
 }
 
 fn node(cx: &mut Ctx<'_>, path: &str, raw: RawNode) -> Node {
     let valid = !raw.name.is_empty() && raw.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if !valid {
-        cx.error(&join(path, "name"), format_args!("{:?} is not a node name (letters, digits, '-', '_' and '.')", raw.name));
+        cx.error(
+            &join(path, "name"),
+            format_args!("{:?} is not a node name (letters, digits, '-', '_' and '.')", raw.name),
+        );
     }
-    let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from("skerry-data").join(&raw.name));
+    let data_dir = raw
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from("skerry-data").join(&raw.name));
     if raw.listeners.is_empty() {
         cx.error(&join(path, "listeners"), "a node needs at least one listener");
     }
@@ -129,7 +162,11 @@ fn node(cx: &mut Ctx<'_>, path: &str, raw: RawNode) -> Node {
         .enumerate()
         .filter_map(|(i, l)| listener(cx, &format!("{path}.listeners[{i}]"), l))
         .collect();
-    Node { name: raw.name, data_dir: cx.path_buf(&data_dir), listeners }
+    Node {
+        name: raw.name,
+        data_dir: cx.path_buf(&data_dir),
+        listeners,
+    }
 }
 
 fn listener(cx: &mut Ctx<'_>, path: &str, raw: RawListener) -> Option<Listener> {
@@ -144,7 +181,10 @@ fn listener(cx: &mut Ctx<'_>, path: &str, raw: RawListener) -> Option<Listener> 
         Some(n) => {
             let n = NonZeroU32::new(n);
             if n.is_none() {
-                cx.error(&join(path, "max_connections"), "0 would refuse every connection (expected at least 1)");
+                cx.error(
+                    &join(path, "max_connections"),
+                    "0 would refuse every connection (expected at least 1)",
+                );
             }
             n
         }
@@ -157,7 +197,10 @@ fn listener(cx: &mut Ctx<'_>, path: &str, raw: RawListener) -> Option<Listener> 
         Some(t) => cx.unit::<ByteSize>(&join(path, "max_packet_size"), t).filter(|s| {
             let ok = (2..=268_435_460).contains(&s.bytes());
             if !ok {
-                cx.error(&join(path, "max_packet_size"), format_args!("{s} is outside what MQTT allows (2 bytes to 256MiB)"));
+                cx.error(
+                    &join(path, "max_packet_size"),
+                    format_args!("{s} is outside what MQTT allows (2 bytes to 256MiB)"),
+                );
             }
             ok
         }),
@@ -165,7 +208,9 @@ fn listener(cx: &mut Ctx<'_>, path: &str, raw: RawListener) -> Option<Listener> 
     };
     let tls = tls(cx, path, transport, raw.tls);
     let bind = bind?;
-    let name = raw.name.unwrap_or_else(|| format!("{}-{}", transport_name(transport), bind.port()));
+    let name = raw
+        .name
+        .unwrap_or_else(|| format!("{}-{}", transport_name(transport), bind.port()));
     Some(Listener {
         name,
         bind,
@@ -188,7 +233,10 @@ fn tls(cx: &mut Ctx<'_>, path: &str, transport: Transport, raw: Option<RawTls>) 
     let tls_path = join(path, "tls");
     match (transport, raw) {
         (Transport::Tcp, Some(_)) => {
-            cx.error(&tls_path, "tls settings on a listener with transport: tcp (set transport: tls, or remove tls)");
+            cx.error(
+                &tls_path,
+                "tls settings on a listener with transport: tcp (set transport: tls, or remove tls)",
+            );
             None
         }
         (Transport::Tcp, None) => None,
@@ -200,7 +248,10 @@ fn tls(cx: &mut Ctx<'_>, path: &str, transport: Transport, raw: Option<RawTls>) 
             let mut file = |key: &str, value: Option<PathBuf>| match value {
                 Some(p) => Some(cx.existing_file(&join(&tls_path, key), &p)),
                 None => {
-                    cx.error(&join(&tls_path, key), format_args!("missing {key}: a TLS listener needs a PEM {key} file"));
+                    cx.error(
+                        &join(&tls_path, key),
+                        format_args!("missing {key}: a TLS listener needs a PEM {key} file"),
+                    );
                     None
                 }
             };
@@ -215,7 +266,9 @@ fn tls(cx: &mut Ctx<'_>, path: &str, transport: Transport, raw: Option<RawTls>) 
 /// same IP, or either is the wildcard address).
 fn claim_port(cx: &mut Ctx<'_>, path: String, a: SocketAddr) {
     let overlaps = |b: &SocketAddr| {
-        a.port() == b.port() && a.port() != 0 && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        a.port() == b.port()
+            && a.port() != 0
+            && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
     };
     if let Some((_, other)) = cx.binds.iter().find(|(b, _)| overlaps(b)) {
         let message = format!("port {} is already used by {other}", a.port());

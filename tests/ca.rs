@@ -1,0 +1,1 @@
+//! `skerry ca` end-to-end tests.

@@ -1,0 +1,5 @@
+//! Skerry's one end-to-end test binary: real processes, real listeners on
+//! ephemeral ports, real clients. One module per area.
+
+mod ca;
+mod config;
