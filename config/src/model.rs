@@ -2,7 +2,9 @@
 //! has its real type and every default lives in the `Default` impls here.
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU16, NonZeroU32};
+
+use ipnet::IpNet;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -66,13 +68,134 @@ impl Default for Ca {
 }
 
 /// `broker`: settings shared by the broker nodes, and the nodes themselves.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Broker {
     /// Most PUBLISH packets one client may send; beyond it the node stops
     /// reading from that client until the rate allows. `None`: unlimited.
     pub max_message_rate: Option<Rate>,
+    /// Largest PUBLISH payload accepted; a larger one closes the connection
+    /// (v5 reason 0x95). Bounds what one message can cost every queue.
+    pub max_message_size: ByteSize,
+    /// Longest keep alive a client may ask for; a client asking for more
+    /// (or for none) is told this value (v5 Server Keep Alive) and held to it.
+    pub max_keep_alive: Duration,
+    /// Topic aliases a v5 client may use towards the node (0 disables them).
+    pub topic_alias_maximum: u16,
+    /// How a `$share/{group}/...` subscription group picks its one member.
+    pub shared_subscription_policy: SharedPolicy,
+    /// How often `$SYS/broker/...` statistics are published.
+    pub sys_interval: Duration,
+    /// Admit clients that present neither a password nor a certificate identity.
+    pub allow_anonymous: bool,
+    /// Users and argon2 password hashes, one `name:hash` per line
+    /// (`skerry passwd FILE USER` adds one). `None`: no password logins.
+    pub users_file: Option<PathBuf>,
+    /// Publish/subscribe rules. Empty: every topic is allowed; otherwise a
+    /// topic no rule allows is denied.
+    pub acl: Vec<AclRule>,
+    /// Session and queue limits.
+    pub sessions: Sessions,
     /// The nodes this process runs, each with its own listeners and data.
     pub nodes: Vec<Node>,
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Self {
+            max_message_rate: None,
+            max_message_size: ByteSize::kib(256),
+            max_keep_alive: Duration::secs(3600),
+            topic_alias_maximum: 64,
+            shared_subscription_policy: SharedPolicy::PreferLocal,
+            sys_interval: Duration::secs(10),
+            allow_anonymous: false,
+            users_file: None,
+            acl: Vec::new(),
+            sessions: Sessions::default(),
+            nodes: Vec::new(),
+        }
+    }
+}
+
+/// Which member of a shared-subscription group receives a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SharedPolicy {
+    /// A member on the node the message was published on if there is one, else any.
+    PreferLocal,
+    /// Only members on the node the message was published on.
+    LocalOnly,
+    /// Any member, chosen at random.
+    Random,
+    /// Members in turn.
+    RoundRobin,
+}
+
+/// What an ACL rule allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// PUBLISH to matching topics.
+    Publish,
+    /// SUBSCRIBE to filters within the pattern.
+    Subscribe,
+    /// Both.
+    All,
+}
+
+/// One ACL rule: `access` to topics matching `topic`, for `users` (or everyone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclRule {
+    /// What the rule allows.
+    pub access: Access,
+    /// A topic filter; `%u` stands for the username, `%c` for the client id.
+    pub topic: String,
+    /// Usernames the rule applies to; empty: every client.
+    pub users: Vec<String>,
+}
+
+/// Which message a full offline queue gives up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    /// Keep the oldest messages: a new message is dropped when the queue is full.
+    Fifo,
+    /// Keep the newest messages: the oldest is dropped to make room.
+    Lifo,
+}
+
+/// `broker.sessions`: limits that bound what one session can hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sessions {
+    /// QoS 1/2 messages kept for a disconnected persistent session; beyond
+    /// it messages are dropped (`queue_type` decides which) and counted.
+    pub max_offline_messages: u32,
+    /// Messages waiting for a connected but slow client; beyond it QoS 0
+    /// messages are dropped and counted.
+    pub max_online_messages: u32,
+    /// QoS 1/2 messages sent and not yet acknowledged, per client (the v5
+    /// client's Receive Maximum lowers it).
+    pub max_inflight_messages: NonZeroU16,
+    /// Which message a full queue gives up.
+    pub queue_type: QueueType,
+    /// Upper bound on a v5 client's Session Expiry Interval.
+    pub max_session_expiry: Duration,
+    /// How long a v3 persistent session (clean session = false) is kept
+    /// after its client disconnects. `None`: forever.
+    pub persistent_client_expiration: Option<Duration>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self {
+            max_offline_messages: 1000,
+            max_online_messages: 1000,
+            max_inflight_messages: NonZeroU16::new(20).unwrap_or(NonZeroU16::MIN),
+            queue_type: QueueType::Fifo,
+            max_session_expiry: Duration::secs(7 * 86_400),
+            persistent_client_expiration: None,
+        }
+    }
 }
 
 /// One broker node.
@@ -95,6 +218,27 @@ pub enum Transport {
     Tcp,
     /// MQTT over TLS (needs `tls`).
     Tls,
+    /// MQTT over WebSocket (subprotocol `mqtt`).
+    Ws,
+    /// MQTT over WebSocket over TLS (needs `tls`).
+    Wss,
+}
+
+impl Transport {
+    /// Whether the transport runs over TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Transport::Tls | Transport::Wss)
+    }
+
+    /// The name used in YAML and in default listener names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        }
+    }
 }
 
 /// One listening socket of a node.
@@ -114,8 +258,26 @@ pub struct Listener {
     /// Largest MQTT packet accepted; larger ones close the connection
     /// (v5: reason 0x95) before anything is allocated for them.
     pub max_packet_size: ByteSize,
-    /// Certificate and key, for `transport: tls`.
+    /// Kernel send buffer (SO_SNDBUF) for each connection; `None`: the OS default.
+    pub send_buffer: Option<ByteSize>,
+    /// Kernel receive buffer (SO_RCVBUF) for each connection; `None`: the OS default.
+    pub receive_buffer: Option<ByteSize>,
+    /// HTTP path of the WebSocket endpoint, for `ws` and `wss`.
+    pub websocket_path: String,
+    /// Certificate, key and client verification, for `tls` and `wss`.
     pub tls: Option<TlsFiles>,
+    /// Expect a PROXY protocol v1/v2 header first (a load balancer in front).
+    pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+/// `proxy_protocol` on a listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyProtocol {
+    /// Networks allowed to send PROXY headers; a connection from elsewhere
+    /// is closed before anything is read, so nobody can forge an address or CN.
+    pub trusted: Vec<IpNet>,
+    /// Take the client-certificate CN from the PROXY v2 SSL TLV as the username.
+    pub use_cn_as_username: bool,
 }
 
 impl Listener {
@@ -125,13 +287,23 @@ impl Listener {
     pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::secs(5);
     /// Default for [`Listener::max_packet_size`].
     pub const DEFAULT_MAX_PACKET_SIZE: ByteSize = ByteSize::kib(256);
+    /// Default for [`Listener::websocket_path`].
+    pub const DEFAULT_WEBSOCKET_PATH: &'static str = "/mqtt";
 }
 
-/// PEM files for a TLS listener.
+/// TLS settings of a listener.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TlsFiles {
     /// Server certificate chain (PEM), leaf first.
     pub cert: PathBuf,
     /// Private key of the leaf certificate (PEM).
     pub key: PathBuf,
+    /// CA bundle (PEM) client certificates are verified against; `None`: no client certificates.
+    pub client_ca: Option<PathBuf>,
+    /// Refuse clients without a valid certificate (needs `client_ca`).
+    pub require_certificate: bool,
+    /// Use the client certificate's CN as the username (needs `client_ca`).
+    pub use_identity_as_username: bool,
+    /// Certificate revocation list (PEM) checked for client certificates.
+    pub crl: Option<PathBuf>,
 }

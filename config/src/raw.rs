@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-use crate::model::{LogFormat, Transport};
+use crate::model::{Access, LogFormat, QueueType, SharedPolicy, Transport};
 
 /// A scalar kept as the text the operator wrote (`30s`, `1883`, `0.0.0.0:1883`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +65,35 @@ pub(crate) struct RawCa {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawBroker {
     pub(crate) max_message_rate: Option<Text>,
+    pub(crate) max_message_size: Option<Text>,
+    pub(crate) max_keep_alive: Option<Text>,
+    pub(crate) topic_alias_maximum: Option<u16>,
+    pub(crate) shared_subscription_policy: Option<SharedPolicy>,
+    pub(crate) sys_interval: Option<Text>,
+    pub(crate) allow_anonymous: Option<bool>,
+    pub(crate) users_file: Option<PathBuf>,
+    pub(crate) acl: Option<Vec<RawAclRule>>,
+    pub(crate) sessions: Option<RawSessions>,
     pub(crate) nodes: Option<Vec<RawNode>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAclRule {
+    pub(crate) access: Access,
+    pub(crate) topic: String,
+    pub(crate) users: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSessions {
+    pub(crate) max_offline_messages: Option<u32>,
+    pub(crate) max_online_messages: Option<u32>,
+    pub(crate) max_inflight_messages: Option<u16>,
+    pub(crate) queue_type: Option<QueueType>,
+    pub(crate) max_session_expiry: Option<Text>,
+    pub(crate) persistent_client_expiration: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,7 +113,18 @@ pub(crate) struct RawListener {
     pub(crate) max_connections: Option<u32>,
     pub(crate) handshake_timeout: Option<Text>,
     pub(crate) max_packet_size: Option<Text>,
+    pub(crate) send_buffer: Option<Text>,
+    pub(crate) receive_buffer: Option<Text>,
+    pub(crate) websocket_path: Option<String>,
     pub(crate) tls: Option<RawTls>,
+    pub(crate) proxy_protocol: Option<RawProxy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProxy {
+    pub(crate) trusted: Vec<Text>,
+    pub(crate) use_cn_as_username: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,4 +132,8 @@ pub(crate) struct RawListener {
 pub(crate) struct RawTls {
     pub(crate) cert: Option<PathBuf>,
     pub(crate) key: Option<PathBuf>,
+    pub(crate) client_ca: Option<PathBuf>,
+    pub(crate) require_certificate: Option<bool>,
+    pub(crate) use_identity_as_username: Option<bool>,
+    pub(crate) crl: Option<PathBuf>,
 }

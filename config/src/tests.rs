@@ -65,6 +65,32 @@ fn reference_config_loads_with_its_documented_values() {
     assert_eq!(l.handshake_timeout, crate::Listener::DEFAULT_HANDSHAKE_TIMEOUT);
     assert_eq!(l.max_packet_size, crate::Listener::DEFAULT_MAX_PACKET_SIZE);
     assert_eq!(config.logging, crate::Logging::default());
+    let b = &config.broker;
+    let rule = crate::AclRule {
+        access: crate::Access::All,
+        topic: "devices/%u/#".to_owned(),
+        users: vec![],
+    };
+    assert_eq!(b.acl, [rule]);
+    assert_eq!(b.sessions, crate::Sessions::default());
+    let defaults = crate::Broker::default();
+    assert_eq!(
+        (
+            b.max_message_size,
+            b.max_keep_alive,
+            b.topic_alias_maximum,
+            b.sys_interval,
+            b.allow_anonymous
+        ),
+        (
+            defaults.max_message_size,
+            defaults.max_keep_alive,
+            defaults.topic_alias_maximum,
+            defaults.sys_interval,
+            defaults.allow_anonymous
+        )
+    );
+    assert_eq!(b.shared_subscription_policy, crate::SharedPolicy::PreferLocal);
 }
 
 /// A YAML key line (`  name: x`, `- bind: y`, `# tls:`), live or commented out.

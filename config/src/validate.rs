@@ -4,13 +4,17 @@
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU16, NonZeroU32};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::error::ConfigError;
-use crate::model::{Broker, Ca, Config, Listener, Logging, Node, TlsFiles, Transport};
-use crate::raw::{RawBroker, RawConfig, RawListener, RawNode, RawTls, Text};
+use ipnet::IpNet;
+
+use crate::model::{
+    AclRule, Broker, Ca, Config, Listener, Logging, Node, ProxyProtocol, Sessions, TlsFiles, Transport,
+};
+use crate::raw::{RawAclRule, RawBroker, RawConfig, RawListener, RawNode, RawProxy, RawSessions, RawTls, Text};
 use crate::span::{join, SpanIndex};
 use crate::units::{ByteSize, Duration, Rate, UnitError};
 
@@ -52,6 +56,11 @@ impl<'a> Ctx<'a> {
                 None
             }
         }
+    }
+
+    /// A unit value that falls back to `default` when absent (or invalid, after recording the error).
+    fn unit_or<T: FromStr<Err = UnitError>>(&mut self, path: &str, text: Option<Text>, default: T) -> T {
+        text.and_then(|t| self.unit(path, &t)).unwrap_or(default)
     }
 
     fn socket_addr(&mut self, path: &str, text: &Text) -> Option<SocketAddr> {
@@ -121,24 +130,115 @@ fn check_log_filter(cx: &mut Ctx<'_>, filter: &str) {
 }
 
 fn broker(cx: &mut Ctx<'_>, raw: RawBroker) -> Broker {
+    let d = Broker::default();
     let max_message_rate = raw
         .max_message_rate
         .and_then(|t| cx.unit::<Rate>("broker.max_message_rate", &t));
+    let max_message_size = cx.unit_or("broker.max_message_size", raw.max_message_size, d.max_message_size);
+    let max_keep_alive = cx.unit_or("broker.max_keep_alive", raw.max_keep_alive, d.max_keep_alive);
+    if max_keep_alive.get().as_secs() > u64::from(u16::MAX) {
+        cx.error("broker.max_keep_alive", "MQTT keep alive is at most 65535s (18h12m15s)");
+    }
+    let sys_interval = cx.unit_or("broker.sys_interval", raw.sys_interval, d.sys_interval);
+    let users_file = raw.users_file.map(|p| cx.existing_file("broker.users_file", &p));
+    let acl = raw
+        .acl
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| acl_rule(cx, i, r))
+        .collect();
+    let sessions = raw.sessions.map(|s| sessions(cx, s)).unwrap_or_default();
     let mut nodes = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     for (i, raw_node) in raw.nodes.unwrap_or_default().into_iter().enumerate() {
         let path = format!("broker.nodes[{i}]");
         if let Some(first) = names.insert(raw_node.name.clone(), i) {
-            cx.error(
-                &join(&path, "name"),
-                format_args!("node name {:?} is already used by broker.nodes[{first}]", raw_node.name),
-            );
+            let message = format!("node name {:?} is already used by broker.nodes[{first}]", raw_node.name);
+            cx.error(&join(&path, "name"), message);
         }
         nodes.push(node(cx, &path, raw_node));
     }
     Broker {
         max_message_rate,
+        max_message_size,
+        max_keep_alive,
+        topic_alias_maximum: raw.topic_alias_maximum.unwrap_or(d.topic_alias_maximum),
+        shared_subscription_policy: raw.shared_subscription_policy.unwrap_or(d.shared_subscription_policy),
+        sys_interval,
+        allow_anonymous: raw.allow_anonymous.unwrap_or(d.allow_anonymous),
+        users_file,
+        acl,
+        sessions,
         nodes,
+    }
+}
+
+fn acl_rule(cx: &mut Ctx<'_>, i: usize, raw: RawAclRule) -> AclRule {
+    let path = format!("broker.acl[{i}]");
+    if let Err(why) = check_filter(&raw.topic) {
+        cx.error(
+            &join(&path, "topic"),
+            format_args!("{:?} is not a topic filter: {why}", raw.topic),
+        );
+    }
+    let users = raw.users.unwrap_or_default();
+    if users.iter().any(String::is_empty) {
+        cx.error(&join(&path, "users"), "a username cannot be empty");
+    }
+    AclRule {
+        access: raw.access,
+        topic: raw.topic,
+        users,
+    }
+}
+
+/// The MQTT filter rules: not empty, `#` only as the whole last level, `+` only as a whole level.
+fn check_filter(filter: &str) -> Result<(), &'static str> {
+    if filter.is_empty() {
+        return Err("it is empty");
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    for (n, level) in levels.iter().enumerate() {
+        if level.contains('#') && (*level != "#" || n + 1 != levels.len()) {
+            return Err("'#' must be the whole last level");
+        }
+        if level.contains('+') && *level != "+" {
+            return Err("'+' must be a whole level");
+        }
+    }
+    Ok(())
+}
+
+fn sessions(cx: &mut Ctx<'_>, raw: RawSessions) -> Sessions {
+    let d = Sessions::default();
+    let max_inflight_messages = match raw.max_inflight_messages {
+        None => d.max_inflight_messages,
+        Some(n) => NonZeroU16::new(n).unwrap_or_else(|| {
+            cx.error(
+                "broker.sessions.max_inflight_messages",
+                "0 would stall every QoS 1/2 delivery (expected at least 1)",
+            );
+            d.max_inflight_messages
+        }),
+    };
+    let max_session_expiry = cx.unit_or(
+        "broker.sessions.max_session_expiry",
+        raw.max_session_expiry,
+        d.max_session_expiry,
+    );
+    let persistent_client_expiration = match raw.persistent_client_expiration {
+        Some(t) if t.0 == "never" => None,
+        Some(t) => cx.unit::<Duration>("broker.sessions.persistent_client_expiration", &t),
+        None => d.persistent_client_expiration,
+    };
+    Sessions {
+        max_offline_messages: raw.max_offline_messages.unwrap_or(d.max_offline_messages),
+        max_online_messages: raw.max_online_messages.unwrap_or(d.max_online_messages),
+        max_inflight_messages,
+        queue_type: raw.queue_type.unwrap_or(d.queue_type),
+        max_session_expiry,
+        persistent_client_expiration,
     }
 }
 
@@ -206,11 +306,22 @@ fn listener(cx: &mut Ctx<'_>, path: &str, raw: RawListener) -> Option<Listener> 
         }),
         None => Some(Listener::DEFAULT_MAX_PACKET_SIZE),
     };
+    let send_buffer = raw
+        .send_buffer
+        .and_then(|t| cx.unit::<ByteSize>(&join(path, "send_buffer"), &t));
+    let receive_buffer = raw
+        .receive_buffer
+        .and_then(|t| cx.unit::<ByteSize>(&join(path, "receive_buffer"), &t));
+    let websocket_path = websocket_path(cx, path, transport, raw.websocket_path);
     let tls = tls(cx, path, transport, raw.tls);
+    let proxy_protocol = raw
+        .proxy_protocol
+        .as_ref()
+        .map(|p| proxy(cx, &join(path, "proxy_protocol"), p));
     let bind = bind?;
     let name = raw
         .name
-        .unwrap_or_else(|| format!("{}-{}", transport_name(transport), bind.port()));
+        .unwrap_or_else(|| format!("{}-{}", transport.as_str(), bind.port()));
     Some(Listener {
         name,
         bind,
@@ -218,48 +329,128 @@ fn listener(cx: &mut Ctx<'_>, path: &str, raw: RawListener) -> Option<Listener> 
         max_connections: max_connections?,
         handshake_timeout: handshake_timeout?,
         max_packet_size: max_packet_size?,
+        send_buffer,
+        receive_buffer,
+        websocket_path,
         tls,
+        proxy_protocol,
     })
 }
 
-fn transport_name(t: Transport) -> &'static str {
-    match t {
-        Transport::Tcp => "tcp",
-        Transport::Tls => "tls",
+fn websocket_path(cx: &mut Ctx<'_>, path: &str, transport: Transport, raw: Option<String>) -> String {
+    let key = join(path, "websocket_path");
+    match raw {
+        Some(_) if !matches!(transport, Transport::Ws | Transport::Wss) => {
+            cx.error(&key, "websocket_path only applies to transport: ws or wss");
+            String::new()
+        }
+        Some(p) if !p.starts_with('/') => {
+            cx.error(
+                &key,
+                format_args!("{p:?} is not an HTTP path (expected it to start with '/', e.g. /mqtt)"),
+            );
+            p
+        }
+        Some(p) => p,
+        None => Listener::DEFAULT_WEBSOCKET_PATH.to_owned(),
+    }
+}
+
+fn proxy(cx: &mut Ctx<'_>, path: &str, raw: &RawProxy) -> ProxyProtocol {
+    let trusted_path = join(path, "trusted");
+    if raw.trusted.is_empty() {
+        cx.error(
+            &trusted_path,
+            "list the networks allowed to send PROXY headers (e.g. 10.0.0.0/8); an empty list would trust nobody",
+        );
+    }
+    let trusted = raw
+        .trusted
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let net =
+                t.0.parse::<IpNet>()
+                    .or_else(|_| t.0.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .ok();
+            if net.is_none() {
+                cx.error(
+                    &format!("{trusted_path}[{i}]"),
+                    format_args!("{:?} is not a network (expected CIDR like 10.0.0.0/8 or an IP)", t.0),
+                );
+            }
+            net
+        })
+        .collect();
+    ProxyProtocol {
+        trusted,
+        use_cn_as_username: raw.use_cn_as_username.unwrap_or(false),
     }
 }
 
 fn tls(cx: &mut Ctx<'_>, path: &str, transport: Transport, raw: Option<RawTls>) -> Option<TlsFiles> {
     let tls_path = join(path, "tls");
-    match (transport, raw) {
-        (Transport::Tcp, Some(_)) => {
+    let raw = match (transport.is_tls(), raw) {
+        (false, Some(_)) => {
             cx.error(
                 &tls_path,
-                "tls settings on a listener with transport: tcp (set transport: tls, or remove tls)",
+                format_args!(
+                    "tls settings on a listener with transport: {} (use tls or wss, or remove tls)",
+                    transport.as_str()
+                ),
+            );
+            return None;
+        }
+        (false, None) => return None,
+        (true, None) => {
+            cx.error(
+                &tls_path,
+                format_args!("transport: {} needs tls.cert and tls.key", transport.as_str()),
+            );
+            return None;
+        }
+        (true, Some(raw)) => raw,
+    };
+    let mut required = |key: &str, value: Option<PathBuf>| match value {
+        Some(p) => Some(cx.existing_file(&join(&tls_path, key), &p)),
+        None => {
+            cx.error(
+                &join(&tls_path, key),
+                format_args!("missing {key}: a TLS listener needs a PEM {key} file"),
             );
             None
         }
-        (Transport::Tcp, None) => None,
-        (Transport::Tls, None) => {
-            cx.error(&tls_path, "transport: tls needs tls.cert and tls.key");
-            None
-        }
-        (Transport::Tls, Some(raw)) => {
-            let mut file = |key: &str, value: Option<PathBuf>| match value {
-                Some(p) => Some(cx.existing_file(&join(&tls_path, key), &p)),
-                None => {
-                    cx.error(
-                        &join(&tls_path, key),
-                        format_args!("missing {key}: a TLS listener needs a PEM {key} file"),
-                    );
-                    None
-                }
-            };
-            let cert = file("cert", raw.cert);
-            let key = file("key", raw.key);
-            Some(TlsFiles { cert: cert?, key: key? })
+    };
+    let cert = required("cert", raw.cert);
+    let key = required("key", raw.key);
+    let client_ca = raw
+        .client_ca
+        .map(|p| cx.existing_file(&join(&tls_path, "client_ca"), &p));
+    let crl = raw.crl.map(|p| cx.existing_file(&join(&tls_path, "crl"), &p));
+    let require_certificate = raw.require_certificate.unwrap_or(false);
+    let use_identity_as_username = raw.use_identity_as_username.unwrap_or(false);
+    if client_ca.is_none() {
+        for (key, set) in [
+            ("require_certificate", require_certificate),
+            ("use_identity_as_username", use_identity_as_username),
+            ("crl", crl.is_some()),
+        ] {
+            if set {
+                cx.error(
+                    &join(&tls_path, key),
+                    "needs tls.client_ca: the CA bundle client certificates are verified against",
+                );
+            }
         }
     }
+    Some(TlsFiles {
+        cert: cert?,
+        key: key?,
+        client_ca,
+        require_certificate,
+        use_identity_as_username,
+        crl,
+    })
 }
 
 /// Two listeners cannot share a port when their addresses overlap (the
