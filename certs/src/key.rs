@@ -51,30 +51,32 @@ impl KeyKind {
         }
     }
 
-    /// Which kind `key` is, or `None` for a key this CA does not issue
-    /// (an RSA key of another size, P-384).
+    /// Which kind `key` is, or `None` for a key this CA does not issue.
     pub fn of(key: &KeyPair) -> Option<Self> {
-        let alg = key.algorithm();
-        if alg == &PKCS_ECDSA_P256_SHA256 {
-            Some(Self::EcdsaP256)
-        } else if alg == &PKCS_ED25519 {
+        Self::of_spki(&key.subject_public_key_info())
+    }
+
+    /// Which kind the DER SubjectPublicKeyInfo `spki_der` holds, or `None`
+    /// for a key this CA does not issue (P-384, RSA-3072, ...).
+    pub fn of_spki(spki_der: &[u8]) -> Option<Self> {
+        use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519};
+        use x509_parser::prelude::FromDer;
+        let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).ok()?;
+        let alg = &spki.algorithm;
+        if alg.algorithm == OID_SIG_ED25519 {
             Some(Self::Ed25519)
-        } else if alg == &PKCS_RSA_SHA256 {
-            rsa_kind(&key.subject_public_key_info())
+        } else if alg.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
+            let curve = alg.parameters.as_ref()?.as_oid().ok()?;
+            (curve == OID_EC_P256).then_some(Self::EcdsaP256)
+        } else if alg.algorithm == OID_PKCS1_RSAENCRYPTION {
+            match spki.parsed().ok()?.key_size() {
+                2048 => Some(Self::Rsa2048),
+                4096 => Some(Self::Rsa4096),
+                _ => None,
+            }
         } else {
             None
         }
-    }
-}
-
-/// Tells RSA-2048 from RSA-4096 by the modulus size in an SPKI.
-fn rsa_kind(spki_der: &[u8]) -> Option<KeyKind> {
-    use x509_parser::prelude::FromDer;
-    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).ok()?;
-    match spki.parsed().ok()?.key_size() {
-        2048 => Some(KeyKind::Rsa2048),
-        4096 => Some(KeyKind::Rsa4096),
-        _ => None,
     }
 }
 

@@ -6,10 +6,12 @@
 //! panic on input. The `put_*` functions write them and refuse values that
 //! do not fit their length prefix.
 
+use std::num::NonZeroU16;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::protocol::MAX_REMAINING_LENGTH;
-use crate::{ByteStr, DecodeError, EncodeError, PacketType};
+use crate::{ByteStr, DecodeError, EncodeError, PacketType, ReasonCode};
 
 /// Parses a variable byte integer at the front of `buf`.
 ///
@@ -194,6 +196,26 @@ impl Reader {
     /// Reads a UTF-8 string into an owned `String`.
     pub(crate) fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
         self.byte_str(what).map(|s| s.as_str().to_owned())
+    }
+
+    /// Reads a packet identifier, which must not be 0.
+    pub(crate) fn packet_id(&mut self) -> Result<NonZeroU16, DecodeError> {
+        let id = self.u16("packet identifier")?;
+        NonZeroU16::new(id).ok_or(DecodeError::Protocol {
+            packet: self.packet,
+            why: "packet identifier 0",
+        })
+    }
+
+    /// Reads an MQTT 5.0 reason code valid for this packet type.
+    pub(crate) fn reason_code(&mut self) -> Result<ReasonCode, DecodeError> {
+        let code = self.u8("reason code")?;
+        ReasonCode::from_u8(code)
+            .filter(|c| c.is_valid_for(self.packet))
+            .ok_or(DecodeError::InvalidReasonCode {
+                packet: self.packet,
+                code,
+            })
     }
 
     /// Takes every byte left (a PUBLISH payload).
