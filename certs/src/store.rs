@@ -8,13 +8,17 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{CaError, Result};
 
-/// File names inside a CA directory.
-pub(crate) const CA_CERT: &str = "ca.crt";
-pub(crate) const CA_KEY: &str = "ca.key";
-pub(crate) const INDEX: &str = "index.json";
+/// The CA certificate inside a CA directory: what devices and listeners trust.
+pub const CA_CERT: &str = "ca.crt";
+/// The CA private key (mode 0600).
+pub const CA_KEY: &str = "ca.key";
+/// The record of issued and revoked certificates.
+pub const INDEX: &str = "index.json";
+/// Where `skerry ca crl` writes when no `--out` is given.
+pub const CRL: &str = "crl.pem";
+/// The CA's copy of every certificate it issued, `SERIAL.crt`.
 pub(crate) const ISSUED: &str = "issued";
 pub(crate) const LOCK: &str = ".lock";
-pub(crate) const CRL: &str = "crl.pem";
 
 /// Mode of private keys: only the owner reads them.
 pub(crate) const KEY_MODE: u32 = 0o600;

@@ -274,3 +274,32 @@ pub(crate) fn encode(c: &Connect, buf: &mut BytesMut) -> Result<(), EncodeError>
     }
     Ok(())
 }
+
+/// The protocol version a CONNECT body names, from its first bytes only;
+/// `None` when they are incomplete or name no supported version.
+pub(crate) fn peek_version(body: &[u8]) -> Option<ProtocolVersion> {
+    let (len, rest) = body.split_first_chunk::<2>()?;
+    let len = usize::from(u16::from_be_bytes(*len));
+    let name = rest.get(..len)?;
+    let level = *rest.get(len)?;
+    ProtocolVersion::from_name_and_level(name, level)
+}
+
+/// Fails as soon as the first bytes of a CONNECT body (possibly
+/// incomplete) show an unsupported protocol name or level.
+pub(crate) fn check_protocol_prefix(body: &[u8]) -> Result<(), DecodeError> {
+    let Some((len, rest)) = body.split_first_chunk::<2>() else {
+        return Ok(());
+    };
+    let len = usize::from(u16::from_be_bytes(*len));
+    let (Some(name), Some(&level)) = (rest.get(..len), rest.get(len)) else {
+        return Ok(());
+    };
+    match ProtocolVersion::from_name_and_level(name, level) {
+        Some(_) => Ok(()),
+        None => Err(DecodeError::UnsupportedProtocol {
+            name: String::from_utf8_lossy(name).into_owned(),
+            level,
+        }),
+    }
+}

@@ -1,0 +1,168 @@
+//! What happens to one accepted socket before MQTT: the PROXY header, TLS
+//! and the WebSocket upgrade, in that order, under one deadline, inside the
+//! connection's own task. Then the handler gets the connection.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use skerry_config::{ProxyProtocol, Transport};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_rustls::TlsAcceptor;
+use tracing::debug;
+
+use super::error::{HandshakeError, ListenerError};
+use super::stats::ListenerStats;
+use super::stream::{BoxedStream, Prefixed};
+use super::{proxy, tls, ws, Accepted};
+
+/// A listener's settings for the per-connection work, shared by its tasks.
+pub(super) struct Handshake {
+    listener: Arc<str>,
+    transport: Transport,
+    timeout: Duration,
+    proxy: Option<ProxyProtocol>,
+    tls: Option<TlsAcceptor>,
+    use_identity_as_username: bool,
+    websocket_path: String,
+    max_packet_size: u32,
+}
+
+/// A connection past its transport handshake.
+struct Established {
+    stream: BoxedStream,
+    peer: SocketAddr,
+    cert_cn: Option<String>,
+    identity_username: Option<String>,
+}
+
+impl Handshake {
+    /// Checks and loads everything the handshake needs from `cfg`.
+    pub(super) fn new(cfg: &skerry_config::Listener) -> Result<Self, ListenerError> {
+        let tls = match (&cfg.tls, cfg.transport.is_tls()) {
+            (Some(files), true) => Some(TlsAcceptor::from(tls::server_config(files).map_err(|source| {
+                ListenerError::Tls {
+                    listener: cfg.name.clone(),
+                    source,
+                }
+            })?)),
+            (None, true) => {
+                return Err(ListenerError::MissingTls {
+                    listener: cfg.name.clone(),
+                    transport: cfg.transport.as_str(),
+                })
+            }
+            (_, false) => None,
+        };
+        Ok(Self {
+            listener: Arc::from(cfg.name.as_str()),
+            transport: cfg.transport,
+            timeout: cfg.handshake_timeout.get(),
+            proxy: cfg.proxy_protocol.clone(),
+            use_identity_as_username: tls.is_some() && cfg.tls.as_ref().is_some_and(|t| t.use_identity_as_username),
+            tls,
+            websocket_path: cfg.websocket_path.clone(),
+            max_packet_size: u32::try_from(cfg.max_packet_size.bytes()).unwrap_or(u32::MAX),
+        })
+    }
+
+    pub(super) fn listener(&self) -> &Arc<str> {
+        &self.listener
+    }
+
+    /// Runs in the connection's task: handshake, then `handler` until it
+    /// returns. Failures end the connection; they are logged and counted.
+    pub(super) async fn serve<H, Fut>(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+        stats: Arc<ListenerStats>,
+        handler: Arc<H>,
+    ) where
+        H: Fn(Accepted) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let _active = stats.on_accept();
+        if let Some(proxy) = &self.proxy {
+            if !proxy::is_trusted(&proxy.trusted, peer) {
+                stats.on_proxy_refused();
+                debug!(listener = %self.listener, %peer, "PROXY protocol peer not trusted, connection closed");
+                return;
+            }
+        }
+        // Nagle would hold back small MQTT packets such as PUBACK.
+        if let Err(error) = tcp.set_nodelay(true) {
+            debug!(listener = %self.listener, %peer, %error, "cannot set TCP_NODELAY");
+        }
+        let local = match tcp.local_addr() {
+            Ok(local) => local,
+            Err(error) => {
+                stats.on_handshake_failed();
+                debug!(listener = %self.listener, %peer, %error, "connection lost before its handshake");
+                return;
+            }
+        };
+        let established = match tokio::time::timeout(self.timeout, self.handshake(tcp, peer)).await {
+            Ok(Ok(established)) => established,
+            Ok(Err(error)) => return self.failed(&stats, peer, &error),
+            Err(_) => return self.failed(&stats, peer, &HandshakeError::Timeout),
+        };
+        handler(Accepted {
+            stream: established.stream,
+            peer: established.peer,
+            local,
+            listener: Arc::clone(&self.listener),
+            transport: self.transport,
+            cert_cn: established.cert_cn,
+            identity_username: established.identity_username,
+            max_packet_size: self.max_packet_size,
+            permit,
+        })
+        .await;
+    }
+
+    fn failed(&self, stats: &ListenerStats, peer: SocketAddr, error: &HandshakeError) {
+        stats.on_handshake_failed();
+        debug!(listener = %self.listener, %peer, %error, "handshake failed");
+    }
+
+    async fn handshake(&self, mut tcp: TcpStream, peer: SocketAddr) -> Result<Established, HandshakeError> {
+        let mut established = Established {
+            stream: Box::new(()) as _,
+            peer,
+            cert_cn: None,
+            identity_username: None,
+        };
+        established.stream = match &self.proxy {
+            None => Box::new(tcp),
+            Some(proxy) => {
+                let (info, rest) = proxy::read_header(&mut tcp).await?;
+                established.peer = info.source.unwrap_or(peer);
+                if proxy.use_cn_as_username {
+                    established.identity_username.clone_from(&info.cert_cn);
+                }
+                established.cert_cn = info.cert_cn;
+                Box::new(Prefixed::new(rest, tcp))
+            }
+        };
+        if let Some(acceptor) = &self.tls {
+            let tls = acceptor.accept(established.stream).await.map_err(HandshakeError::Tls)?;
+            let tls_cn = tls::client_common_name(tls.get_ref().1);
+            if self.use_identity_as_username && established.identity_username.is_none() {
+                established.identity_username.clone_from(&tls_cn);
+            }
+            // The balancer's word about the original client wins over the
+            // certificate of the hop it came through.
+            established.cert_cn = established.cert_cn.or(tls_cn);
+            established.stream = Box::new(tls);
+        }
+        if matches!(self.transport, Transport::Ws | Transport::Wss) {
+            let ws = ws::upgrade(established.stream, &self.websocket_path, self.max_packet_size).await?;
+            established.stream = Box::new(ws);
+        }
+        Ok(established)
+    }
+}

@@ -1,0 +1,105 @@
+//! The byte stream a listener hands to the MQTT layer, whatever the transport
+//! underneath, and [`Prefixed`], which replays bytes read past a PROXY header
+//! before reading on from the socket.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Anything the MQTT layer can read packets from and write packets to.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + ?Sized> Io for T {}
+
+/// A connection after its transport handshake: TCP, TLS, WebSocket or a
+/// stack of them, as one byte stream.
+pub type BoxedStream = Box<dyn Io>;
+
+/// A stream that first yields `prefix`, then reads from `inner`. Writes go
+/// straight to `inner`.
+#[derive(Debug)]
+pub(super) struct Prefixed<S> {
+    prefix: BytesMut,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    pub(super) fn new(prefix: BytesMut, inner: S) -> Self {
+        Self { prefix, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.prefix.has_remaining() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            if !self.prefix.has_remaining() {
+                // Give the header's buffer back instead of holding it for the
+                // connection's lifetime.
+                self.prefix = BytesMut::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn prefix_is_read_before_the_inner_stream() {
+        let (client, mut server) = tokio::io::duplex(64);
+        let mut stream = Prefixed::new(BytesMut::from(&b"abc"[..]), client);
+        server.write_all(b"def").await.unwrap();
+        drop(server);
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, b"abcdef");
+    }
+
+    #[tokio::test]
+    async fn small_reads_drain_the_prefix_in_pieces() {
+        let (client, _server) = tokio::io::duplex(64);
+        let mut stream = Prefixed::new(BytesMut::from(&b"hello"[..]), client);
+        let mut two = [0u8; 2];
+        stream.read_exact(&mut two).await.unwrap();
+        assert_eq!(&two, b"he");
+        let mut three = [0u8; 3];
+        stream.read_exact(&mut three).await.unwrap();
+        assert_eq!(&three, b"llo");
+    }
+}

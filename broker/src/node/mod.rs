@@ -1,0 +1,214 @@
+//! A broker node: its listeners, sessions, router and retained store, and
+//! the settings they share. [`Node::start`] binds every listener before
+//! accepting anything (a bad certificate or a taken port fails the start,
+//! not the first client), then serves until [`Node::shutdown`].
+
+mod routing;
+mod sessions;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU16;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::DefaultClock;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::Quota;
+use parking_lot::{Mutex, RwLock};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub(crate) use sessions::{Attached, Ending};
+
+use crate::auth::{Acl, Authenticator, Users, UsersError};
+use crate::listener::{ListenerError, MqttListener};
+use crate::message::Message;
+use crate::router::{RetainedStore, Router, SharedPolicy};
+use crate::session::{QueueLimits, Session};
+use crate::stats::NodeStats;
+
+/// A per-client PUBLISH rate limiter.
+pub(crate) type RateLimiter = governor::RateLimiter<NotKeyed, InMemoryState, DefaultClock>;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A listener could not be set up (port, certificate, ...).
+    #[error("node {node}: {source}")]
+    Listener {
+        /// The node's name.
+        node: String,
+        /// What went wrong.
+        source: ListenerError,
+    },
+    /// The users file could not be loaded.
+    #[error("node {node}: {source}")]
+    Users {
+        /// The node's name.
+        node: String,
+        /// What went wrong.
+        source: UsersError,
+    },
+}
+
+/// Limits every connection of the node applies, from `broker.*`.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) max_keep_alive: u16,
+    pub(crate) max_inflight: NonZeroU16,
+    pub(crate) topic_alias_maximum: u16,
+    pub(crate) max_message_size: usize,
+    pub(crate) max_session_expiry: u32,
+    pub(crate) persistent_client_expiration: Option<u32>,
+    pub(crate) max_online: usize,
+    pub(crate) queue: QueueLimits,
+    pub(crate) max_message_rate: Option<Quota>,
+}
+
+impl Limits {
+    fn new(b: &skerry_config::Broker) -> Self {
+        let secs = |d: skerry_config::units::Duration| u32::try_from(d.get().as_secs()).unwrap_or(u32::MAX);
+        let s = &b.sessions;
+        Self {
+            max_keep_alive: u16::try_from(b.max_keep_alive.get().as_secs()).unwrap_or(u16::MAX),
+            max_inflight: s.max_inflight_messages,
+            topic_alias_maximum: b.topic_alias_maximum,
+            max_message_size: usize::try_from(b.max_message_size.bytes()).unwrap_or(usize::MAX),
+            max_session_expiry: secs(s.max_session_expiry),
+            persistent_client_expiration: s.persistent_client_expiration.map(secs),
+            max_online: s.max_online_messages.max(1) as usize,
+            queue: QueueLimits { max_offline: s.max_offline_messages as usize, queue_type: s.queue_type },
+            max_message_rate: b.max_message_rate.and_then(quota),
+        }
+    }
+}
+
+/// A governor quota for `rate` (count per period), bursting up to count.
+fn quota(rate: skerry_config::units::Rate) -> Option<Quota> {
+    let per_cell = rate.per.checked_div(rate.count.get())?;
+    Quota::with_period(per_cell.max(Duration::from_nanos(1))).map(|q| q.allow_burst(rate.count))
+}
+
+/// Everything the connections of a node share.
+pub(crate) struct NodeShared {
+    pub(crate) name: String,
+    limits: Limits,
+    handshake_timeouts: HashMap<Arc<str>, Duration>,
+    authenticator: Arc<Authenticator>,
+    acl: RwLock<Arc<Acl>>,
+    pub(crate) router: RwLock<Router>,
+    pub(crate) retained: RwLock<RetainedStore<Arc<Message>>>,
+    pub(crate) sessions: Mutex<sessions::Registry>,
+    pub(crate) stats: NodeStats,
+    pub(crate) shutdown: CancellationToken,
+    next_client: AtomicU64,
+}
+
+impl NodeShared {
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// How long a new connection on `listener` has for its CONNECT.
+    pub(crate) fn handshake_timeout(&self, listener: &str) -> Duration {
+        self.handshake_timeouts.get(listener).copied().unwrap_or(Duration::from_secs(5))
+    }
+
+    pub(crate) fn authenticator(&self) -> Arc<Authenticator> {
+        Arc::clone(&self.authenticator)
+    }
+
+    pub(crate) fn acl(&self) -> Arc<Acl> {
+        Arc::clone(&self.acl.read())
+    }
+
+    /// A fresh client id for a client that sent none (v5 Assigned Client Identifier).
+    pub(crate) fn assign_client_id(&self) -> String {
+        let n = self.next_client.fetch_add(1, Ordering::Relaxed);
+        format!("skerry-{}-{n:x}-{:x}", self.name, rand::random::<u32>())
+    }
+
+    /// A limiter for one client's PUBLISH rate, when `max_message_rate` is set.
+    pub(crate) fn message_rate_limiter(&self) -> Option<RateLimiter> {
+        self.limits.max_message_rate.map(governor::RateLimiter::direct)
+    }
+}
+
+/// A running broker node.
+pub struct Node {
+    shared: Arc<NodeShared>,
+    addrs: Vec<(String, SocketAddr)>,
+    tasks: JoinSet<()>,
+}
+
+impl Node {
+    /// Binds every listener of `node`, then starts serving.
+    pub async fn start(node: &skerry_config::Node, broker: &skerry_config::Broker) -> Result<Node, NodeError> {
+        let users = match &broker.users_file {
+            Some(path) => Some(Arc::new(
+                Users::load(path).map_err(|source| NodeError::Users { node: node.name.clone(), source })?,
+            )),
+            None => None,
+        };
+        let mut listeners = Vec::new();
+        for cfg in &node.listeners {
+            let l = MqttListener::bind(cfg)
+                .await
+                .map_err(|source| NodeError::Listener { node: node.name.clone(), source })?;
+            listeners.push(l);
+        }
+        let policy = match broker.shared_subscription_policy {
+            skerry_config::SharedPolicy::PreferLocal => SharedPolicy::PreferLocal,
+            skerry_config::SharedPolicy::LocalOnly => SharedPolicy::LocalOnly,
+            skerry_config::SharedPolicy::Random => SharedPolicy::Random,
+            skerry_config::SharedPolicy::RoundRobin => SharedPolicy::RoundRobin,
+        };
+        let shared = Arc::new(NodeShared {
+            name: node.name.clone(),
+            limits: Limits::new(broker),
+            handshake_timeouts: node.listeners.iter().map(|l| (Arc::from(l.name.as_str()), l.handshake_timeout.get())).collect(),
+            authenticator: Arc::new(Authenticator::new(broker.allow_anonymous, users)),
+            acl: RwLock::new(Arc::new(Acl::new(&broker.acl))),
+            router: RwLock::new(Router::new(policy)),
+            retained: RwLock::new(RetainedStore::new()),
+            sessions: Mutex::new(sessions::Registry::default()),
+            stats: NodeStats::default(),
+            shutdown: CancellationToken::new(),
+            next_client: AtomicU64::new(1),
+        });
+        let mut tasks = JoinSet::new();
+        let mut addrs = Vec::new();
+        for l in listeners {
+            addrs.push((l.name().to_owned(), l.local_addr()));
+            let node = Arc::clone(&shared);
+            let shutdown = shared.shutdown.clone();
+            let handler = move |accepted| crate::connection::serve(Arc::clone(&node), accepted);
+            tasks.spawn(async move { l.run(handler, shutdown.cancelled_owned()).await });
+        }
+        tasks.spawn(crate::sys::run(Arc::clone(&shared), broker.sys_interval.get()));
+        info!(node = %node.name, listeners = ?addrs, "broker node started");
+        Ok(Node { shared, addrs, tasks })
+    }
+
+    /// The bound address of each listener, by listener name.
+    pub fn local_addrs(&self) -> &[(String, SocketAddr)] {
+        &self.addrs
+    }
+
+    /// The node's counters.
+    pub fn stats(&self) -> &NodeStats {
+        &self.shared.stats
+    }
+
+    /// Stops accepting, tells every client the server is shutting down
+    /// (v5 DISCONNECT 0x8B) and waits for the listeners to end.
+    pub async fn shutdown(mut self) {
+        self.shared.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        info!(node = %self.shared.name, "broker node stopped");
+    }
+}
+

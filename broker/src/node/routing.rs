@@ -1,0 +1,137 @@
+//! The publish path and subscription changes: retained store, one trie walk
+//! per message, one member per shared group, one delivery per session.
+
+use std::sync::Arc;
+
+use skerry_codec::{QoS, SubscriptionOptions};
+
+use super::NodeShared;
+use crate::message::{Delivery, Message};
+use crate::router::{self, Destination, SubscribeOutcome};
+use crate::session::{Session, SessionState, Subscription};
+use crate::stats::NodeStats;
+
+/// What a SUBSCRIBE changed, for retained-message handling.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Subscribed {
+    /// The session already had this filter (options replaced).
+    pub(crate) replaced: bool,
+}
+
+impl Subscribed {
+    /// Whether retained messages go out for this subscription (v5 Retain Handling).
+    pub(crate) fn send_retained(self, options: SubscriptionOptions) -> bool {
+        match options.retain_handling {
+            skerry_codec::RetainHandling::SendAtSubscribe => true,
+            skerry_codec::RetainHandling::SendIfNew => !self.replaced,
+            skerry_codec::RetainHandling::DoNotSend => false,
+        }
+    }
+}
+
+fn to_router_qos(q: QoS) -> router::QoS {
+    match q {
+        QoS::AtMostOnce => router::QoS::AtMostOnce,
+        QoS::AtLeastOnce => router::QoS::AtLeastOnce,
+        QoS::ExactlyOnce => router::QoS::ExactlyOnce,
+    }
+}
+
+fn from_router_qos(q: router::QoS) -> QoS {
+    match q {
+        router::QoS::AtMostOnce => QoS::AtMostOnce,
+        router::QoS::AtLeastOnce => QoS::AtLeastOnce,
+        router::QoS::ExactlyOnce => QoS::ExactlyOnce,
+    }
+}
+
+impl NodeShared {
+    /// Routes a message to every matching session; returns how many got it.
+    pub(crate) fn publish(&self, msg: Message) -> usize {
+        let msg = Arc::new(msg);
+        if msg.retain {
+            let mut retained = self.retained.write();
+            if msg.payload.is_empty() {
+                retained.remove(&msg.topic);
+            } else {
+                // The topic was validated by the codec; a too-deep topic is simply not retained.
+                let _ = retained.set(&msg.topic, Arc::clone(&msg));
+            }
+        }
+        let matches = self.router.read().match_topic(&msg.topic, msg.publisher);
+        let shared = matches.shared.iter().map(|s| {
+            let m = s.member();
+            (m.destination.clone(), m.options.qos, false, m.options.subscription_id.into_iter().collect())
+        });
+        let targets: Vec<_> = matches
+            .deliveries
+            .into_iter()
+            .map(|d| (d.destination, d.qos, d.retain_as_published, d.subscription_ids))
+            .chain(shared)
+            .collect();
+        let sessions = self.sessions.lock();
+        let mut delivered = 0;
+        for (destination, qos, retain_as_published, subscription_ids) in targets {
+            let Destination::Local(key) = destination else { continue };
+            let Some(session) = sessions.by_key(key) else { continue };
+            let delivery = Delivery {
+                msg: Arc::clone(&msg),
+                qos: msg.qos.min(from_router_qos(qos)),
+                retain: retain_as_published && msg.retain,
+                subscription_ids,
+            };
+            session.deliver(delivery, self.limits.queue, &self.stats);
+            delivered += 1;
+        }
+        NodeStats::add(&self.stats.router_matches_local, delivered as u64);
+        delivered
+    }
+
+    /// Adds (or replaces) a subscription of `session`.
+    pub(crate) fn subscribe(
+        &self,
+        session: &Session,
+        state: &mut SessionState,
+        filter: &str,
+        options: SubscriptionOptions,
+        id: Option<u32>,
+    ) -> Subscribed {
+        let router_options = router::SubscriptionOptions {
+            qos: to_router_qos(options.qos),
+            no_local: options.no_local,
+            retain_as_published: options.retain_as_published,
+            subscription_id: id,
+        };
+        let outcome = self
+            .router
+            .write()
+            .subscribe(filter, Destination::Local(session.key), router_options)
+            .unwrap_or(SubscribeOutcome::default());
+        state.subscriptions.insert(filter.to_owned(), Subscription { options, id });
+        Subscribed { replaced: outcome.replaced }
+    }
+
+    /// Removes a subscription; `false` if there was none.
+    pub(crate) fn unsubscribe(&self, session: &Session, state: &mut SessionState, filter: &str) -> bool {
+        state.subscriptions.remove(filter);
+        self.router
+            .write()
+            .unsubscribe(filter, &Destination::Local(session.key))
+            .is_ok_and(|o| o.removed)
+    }
+
+    /// Retained messages matching a new subscription, as deliveries.
+    pub(crate) fn retained_for(&self, filter: &str, options: SubscriptionOptions, id: Option<u32>) -> Vec<Delivery> {
+        let retained = self.retained.read();
+        retained
+            .matches(filter)
+            .into_iter()
+            .map(|msg| Delivery {
+                msg: Arc::clone(msg),
+                qos: msg.qos.min(options.qos),
+                retain: true,
+                subscription_ids: id.into_iter().collect(),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,204 @@
+//! Sessions: what a node keeps for a client id across connections.
+//!
+//! A session is `Online` while a connection is attached (the connection task
+//! then owns the session's protocol state and receives deliveries through a
+//! bounded channel) and `Offline` otherwise (the state is parked here and
+//! QoS 1/2 deliveries go to the offline queue). Attaching and detaching
+//! happen under the session's lock, so a delivery racing a disconnect ends
+//! up either in the channel or in the queue, never lost.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::num::NonZeroU16;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use skerry_codec::{QoS, ReasonCode, SubscriptionOptions};
+use skerry_config::QueueType;
+use tokio::sync::{mpsc, Notify};
+
+use crate::message::{Delivery, Message};
+use crate::router::SessionKey;
+use crate::stats::NodeStats;
+
+/// Session expiry meaning "never" (MQTT 5: 0xFFFFFFFF).
+pub(crate) const NEVER_EXPIRES: u32 = u32::MAX;
+
+/// A subscription as the session remembers it (the router holds the
+/// matching structure; this is for resubscription, admin and persistence).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Subscription {
+    /// Options from the SUBSCRIBE.
+    pub(crate) options: SubscriptionOptions,
+    /// v5 subscription identifier.
+    pub(crate) id: Option<u32>,
+}
+
+/// An outgoing QoS 1/2 message not yet fully acknowledged.
+#[derive(Debug, Clone)]
+pub(crate) enum Inflight {
+    /// PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Publish(Delivery),
+    /// PUBREL sent; waiting for PUBCOMP.
+    Release,
+}
+
+/// Protocol state that survives reconnection.
+#[derive(Debug, Default)]
+pub(crate) struct SessionState {
+    /// Filter (as subscribed, including `$share/...`) -> subscription.
+    pub(crate) subscriptions: HashMap<String, Subscription>,
+    /// Outgoing messages awaiting acknowledgement, in send order.
+    pub(crate) inflight: VecDeque<(NonZeroU16, Inflight)>,
+    /// Incoming QoS 2 packet ids received but not yet released (PUBREL).
+    pub(crate) awaiting_rel: HashSet<NonZeroU16>,
+    /// Last packet id handed out for an outgoing message.
+    pub(crate) last_packet_id: u16,
+}
+
+impl SessionState {
+    /// A free packet id for an outgoing message, or `None` when all 65535
+    /// are in flight.
+    pub(crate) fn next_packet_id(&mut self) -> Option<NonZeroU16> {
+        for _ in 0..u16::MAX {
+            self.last_packet_id = self.last_packet_id.wrapping_add(1);
+            let Some(id) = NonZeroU16::new(self.last_packet_id) else { continue };
+            if !self.inflight.iter().any(|(p, _)| *p == id) {
+                return Some(id);
+            }
+        }
+        None
+    }
+}
+
+/// A message a disconnected client left behind, published after its delay.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingWill {
+    /// The will as a message.
+    pub(crate) msg: Message,
+    /// Connection generation it belongs to; a newer attach cancels it.
+    pub(crate) generation: u64,
+}
+
+/// What a node tells an attached connection from outside its task.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Another connection takes the session: send DISCONNECT 0x8E (v5),
+    /// detach, then notify.
+    TakeOver(Arc<Notify>),
+    /// An operator or shutdown closes the connection with this reason.
+    Disconnect(ReasonCode),
+}
+
+/// The attached connection's channels.
+#[derive(Debug)]
+pub(crate) struct Link {
+    /// Deliveries to the connection; bounded by `max_online_messages`.
+    pub(crate) tx: mpsc::Sender<Delivery>,
+    /// Out-of-band commands.
+    pub(crate) control: mpsc::UnboundedSender<Control>,
+}
+
+/// The mutable part of a session.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    /// The attached connection, when online.
+    pub(crate) link: Option<Link>,
+    /// The protocol state while offline (`None` while a connection owns it).
+    pub(crate) state: Option<SessionState>,
+    /// QoS 1/2 messages kept while offline.
+    pub(crate) queue: VecDeque<Delivery>,
+    /// Session expiry interval in seconds ([`NEVER_EXPIRES`] = never).
+    pub(crate) expiry: u32,
+    /// Bumped at every attach; timers started for an older generation are void.
+    pub(crate) generation: u64,
+    /// A will waiting for its delay.
+    pub(crate) pending_will: Option<PendingWill>,
+    /// Username of the last connection, for admin and ACLs.
+    pub(crate) username: Option<String>,
+    /// When the last connection ended (`None` while online).
+    pub(crate) disconnected_at: Option<SystemTime>,
+}
+
+/// A session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// Key of the session in the router.
+    pub(crate) key: SessionKey,
+    /// The client identifier.
+    pub(crate) client_id: Arc<str>,
+    /// Serialises connects for this client id (takeover runs under it).
+    pub(crate) attach_lock: tokio::sync::Mutex<()>,
+    /// State shared with the delivery path.
+    pub(crate) inner: Mutex<Inner>,
+}
+
+/// Queue limits applied on delivery.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueLimits {
+    /// Most messages in an offline queue.
+    pub(crate) max_offline: usize,
+    /// Which message a full queue gives up.
+    pub(crate) queue_type: QueueType,
+}
+
+impl Session {
+    /// A new, offline, empty session.
+    pub(crate) fn new(key: SessionKey, client_id: Arc<str>) -> Self {
+        Self {
+            key,
+            client_id,
+            attach_lock: tokio::sync::Mutex::new(()),
+            inner: Mutex::new(Inner {
+                link: None,
+                state: Some(SessionState::default()),
+                queue: VecDeque::new(),
+                expiry: 0,
+                generation: 0,
+                pending_will: None,
+                username: None,
+                disconnected_at: None,
+            }),
+        }
+    }
+
+    /// Hands a message to the session: to the connection when online, to
+    /// the offline queue when offline and persistent (QoS 1/2 only).
+    pub(crate) fn deliver(&self, delivery: Delivery, limits: QueueLimits, stats: &NodeStats) {
+        let mut inner = self.inner.lock();
+        let delivery = match &inner.link {
+            Some(link) => match link.tx.try_send(delivery) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    NodeStats::inc(&stats.queue_message_drop);
+                    return;
+                }
+                // The connection is ending; it will park its state next.
+                Err(mpsc::error::TrySendError::Closed(d)) => d,
+            },
+            None => delivery,
+        };
+        if delivery.qos == QoS::AtMostOnce || inner.expiry == 0 {
+            return;
+        }
+        enqueue(&mut inner.queue, delivery, limits, stats);
+    }
+}
+
+/// Appends to an offline queue, dropping by `queue_type` when full.
+pub(crate) fn enqueue(queue: &mut VecDeque<Delivery>, d: Delivery, limits: QueueLimits, stats: &NodeStats) {
+    if queue.len() >= limits.max_offline {
+        NodeStats::inc(&stats.queue_message_drop);
+        match limits.queue_type {
+            QueueType::Fifo => return,
+            QueueType::Lifo => {
+                queue.pop_front();
+            }
+        }
+        if limits.max_offline == 0 {
+            return;
+        }
+    }
+    NodeStats::inc(&stats.queue_message_in);
+    queue.push_back(d);
+}
