@@ -2,4 +2,5 @@
 //! ephemeral ports, real clients. One module per area.
 
 mod ca;
+mod broker_rumqttc;
 mod config;

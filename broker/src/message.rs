@@ -57,11 +57,6 @@ impl Message {
             _ => Err(Expired),
         }
     }
-
-    /// Whether the message has expired at `now`.
-    pub(crate) fn is_expired(&self, now: SystemTime) -> bool {
-        self.remaining_expiry(now).is_err()
-    }
 }
 
 /// The message expired before it could be delivered.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
-use skerry_codec::{QoS, ReasonCode, SubscriptionOptions};
+use skerry_codec::{QoS, SubscriptionOptions};
 use skerry_config::QueueType;
 use tokio::sync::{mpsc, Notify};
 
@@ -76,8 +76,6 @@ impl SessionState {
 pub(crate) struct PendingWill {
     /// The will as a message.
     pub(crate) msg: Message,
-    /// Connection generation it belongs to; a newer attach cancels it.
-    pub(crate) generation: u64,
 }
 
 /// What a node tells an attached connection from outside its task.
@@ -86,8 +84,6 @@ pub(crate) enum Control {
     /// Another connection takes the session: send DISCONNECT 0x8E (v5),
     /// detach, then notify.
     TakeOver(Arc<Notify>),
-    /// An operator or shutdown closes the connection with this reason.
-    Disconnect(ReasonCode),
 }
 
 /// The attached connection's channels.

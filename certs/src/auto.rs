@@ -76,11 +76,17 @@ pub fn ensure_server_cert(
     let mut ca = Ca::open(ca_dir)?;
     let cert_path = out_dir.join(SERVER_CERT_FILE);
     let key_path = out_dir.join(SERVER_KEY_FILE);
-    let renew_before = time::Duration::try_from(renew_before)
-        .map_err(|e| CaError::InvalidValidity { detail: format!("renewal window: {e}") })?;
+    let renew_before = time::Duration::try_from(renew_before).map_err(|e| CaError::InvalidValidity {
+        detail: format!("renewal window: {e}"),
+    })?;
     let reason = match check_existing(&ca, &cert_path, &key_path, sans, renew_before) {
         Ok(not_after) => {
-            return Ok(ServerCert { cert_path, key_path, not_after, reissued: None });
+            return Ok(ServerCert {
+                cert_path,
+                key_path,
+                not_after,
+                reissued: None,
+            });
         }
         Err(reason) => reason,
     };
@@ -107,7 +113,12 @@ pub fn ensure_server_cert(
             "the CA expires within the renewal window: the server certificate will be re-issued at every start"
         );
     }
-    Ok(ServerCert { cert_path, key_path, not_after: validity.not_after, reissued: Some(reason) })
+    Ok(ServerCert {
+        cert_path,
+        key_path,
+        not_after: validity.not_after,
+        reissued: Some(reason),
+    })
 }
 
 /// `Ok(not_after)` when the files can stay, else why not.
@@ -122,7 +133,11 @@ fn check_existing(
         return Err(ReissueReason::Missing);
     }
     let unreadable = |e: CaError| ReissueReason::Unreadable(e.to_string());
-    let der = read_certificates(cert_path).map_err(unreadable)?.into_iter().next().ok_or(ReissueReason::Missing)?;
+    let der = read_certificates(cert_path)
+        .map_err(unreadable)?
+        .into_iter()
+        .next()
+        .ok_or(ReissueReason::Missing)?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| ReissueReason::Unreadable(e.to_string()))?;
     let (_, ca_cert) =
         x509_parser::parse_x509_certificate(ca.cert_der()).map_err(|e| ReissueReason::Unreadable(e.to_string()))?;
@@ -139,7 +154,11 @@ fn check_existing(
         return Err(ReissueReason::SansChanged);
     }
     let serial = Serial::from_be_bytes(cert.raw_serial());
-    if ca.entries().iter().any(|e| e.serial == serial && e.status == Status::Revoked) {
+    if ca
+        .entries()
+        .iter()
+        .any(|e| e.serial == serial && e.status == Status::Revoked)
+    {
         return Err(ReissueReason::Revoked);
     }
     let not_after = cert.validity().not_after.to_datetime();
@@ -150,7 +169,9 @@ fn check_existing(
 }
 
 fn cert_sans(cert: &X509Certificate<'_>) -> BTreeSet<San> {
-    let Ok(Some(ext)) = cert.subject_alternative_name() else { return BTreeSet::new() };
+    let Ok(Some(ext)) = cert.subject_alternative_name() else {
+        return BTreeSet::new();
+    };
     ext.value
         .general_names
         .iter()

@@ -6,7 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    PublicKeyData,
 };
 use rustls_pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
@@ -23,6 +24,8 @@ pub const DEFAULT_CA_DAYS: u32 = 3650;
 /// How far `not_before` is set into the past, so a device whose clock runs a
 /// little behind accepts a certificate issued a moment ago.
 const BACKDATE: Duration = Duration::minutes(5);
+/// GeneralizedTime ends with year 9999.
+pub(crate) const LAST_X509_TIME: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59 UTC);
 
 /// When a certificate is valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,19 +38,32 @@ pub struct Validity {
 
 impl Validity {
     /// From a few minutes ago until `days` days from now.
+    /// Saturates at the last time X.509 can express (9999-12-31).
     pub fn days(days: u32) -> Self {
         let now = now();
-        Self { not_before: now - BACKDATE, not_after: now + Duration::days(i64::from(days)) }
+        let not_after = now
+            .checked_add(Duration::days(i64::from(days)))
+            .map_or(LAST_X509_TIME, |t| t.min(LAST_X509_TIME));
+        Self {
+            not_before: now - BACKDATE,
+            not_after,
+        }
     }
 
     /// An explicit period (tests use it to make expired CAs and certificates).
     pub fn between(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Self {
-        Self { not_before: truncate(not_before), not_after: truncate(not_after) }
+        Self {
+            not_before: truncate(not_before),
+            not_after: truncate(not_after),
+        }
     }
 
     pub(crate) fn check(&self) -> Result<()> {
         if self.not_after <= self.not_before {
-            let detail = format!("not_after {} is not after not_before {}", self.not_after, self.not_before);
+            let detail = format!(
+                "not_after {} is not after not_before {}",
+                self.not_after, self.not_before
+            );
             return Err(CaError::InvalidValidity { detail });
         }
         Ok(())
@@ -100,7 +116,10 @@ pub struct Ca {
 
 impl std::fmt::Debug for Ca {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ca").field("dir", &self.dir).field("validity", &self.validity).finish_non_exhaustive()
+        f.debug_struct("Ca")
+            .field("dir", &self.dir)
+            .field("validity", &self.validity)
+            .finish_non_exhaustive()
     }
 }
 
@@ -116,7 +135,9 @@ impl Ca {
         }
         let key = opts.key_kind.generate()?;
         let params = ca_params(opts)?;
-        let cert = params.self_signed(&key).map_err(CaError::sign("self-signing the CA certificate"))?;
+        let cert = params
+            .self_signed(&key)
+            .map_err(CaError::sign("self-signing the CA certificate"))?;
 
         fs::create_dir_all(dir.join(store::ISSUED)).map_err(CaError::io(dir))?;
         let _lock = DirLock::acquire(dir)?;
@@ -138,7 +159,7 @@ impl Ca {
             written.iter().for_each(|p| store::remove_quietly(p));
             return Err(e);
         }
-        tracing::info!(dir = %dir.display(), cn = %opts.common_name, key = %opts.key_kind, "created CA");
+        tracing::debug!(dir = %dir.display(), cn = %opts.common_name, key = %opts.key_kind, "created CA");
         Self::open(dir)
     }
 
@@ -148,28 +169,54 @@ impl Ca {
         let key_path = dir.join(store::CA_KEY);
         for (path, name) in [(&cert_path, store::CA_CERT), (&key_path, store::CA_KEY)] {
             if !path.exists() {
-                return Err(CaError::NotACa { dir: dir.to_owned(), missing: name });
+                return Err(CaError::NotACa {
+                    dir: dir.to_owned(),
+                    missing: name,
+                });
             }
         }
-        let cert_der = read_certificates(&cert_path)?.into_iter().next().ok_or_else(|| CaError::BadCertificate {
-            path: cert_path.clone(),
-            detail: "no certificate in the file".into(),
+        let cert_der = read_certificates(&cert_path)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| CaError::BadCertificate {
+                path: cert_path.clone(),
+                detail: "no certificate in the file".into(),
+            })?;
+        let key_pem = String::from_utf8(store::read(&key_path)?).map_err(|_| CaError::BadKey {
+            path: key_path.clone(),
+            detail: "not a PEM text file".into(),
         })?;
-        let key_pem = String::from_utf8(store::read(&key_path)?)
-            .map_err(|_| CaError::BadKey { path: key_path.clone(), detail: "not a PEM text file".into() })?;
-        let key = KeyPair::from_pem(&key_pem)
-            .map_err(|e| CaError::BadKey { path: key_path.clone(), detail: e.to_string() })?;
-        let (_, x509) = x509_parser::parse_x509_certificate(&cert_der)
-            .map_err(|e| CaError::BadCertificate { path: cert_path.clone(), detail: e.to_string() })?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| CaError::BadKey {
+            path: key_path.clone(),
+            detail: e.to_string(),
+        })?;
+        let (_, x509) = x509_parser::parse_x509_certificate(&cert_der).map_err(|e| CaError::BadCertificate {
+            path: cert_path.clone(),
+            detail: e.to_string(),
+        })?;
         if x509.public_key().raw != key.subject_public_key_info().as_slice() {
-            return Err(CaError::KeyMismatch { key: key_path, cert: cert_path });
+            return Err(CaError::KeyMismatch {
+                key: key_path,
+                cert: cert_path,
+            });
         }
-        let validity =
-            Validity::between(x509.validity().not_before.to_datetime(), x509.validity().not_after.to_datetime());
-        let issuer = Issuer::from_ca_cert_der(&cert_der, key)
-            .map_err(|e| CaError::BadCertificate { path: cert_path.clone(), detail: e.to_string() })?;
+        let validity = Validity::between(
+            x509.validity().not_before.to_datetime(),
+            x509.validity().not_after.to_datetime(),
+        );
+        let issuer = Issuer::from_ca_cert_der(&cert_der, key).map_err(|e| CaError::BadCertificate {
+            path: cert_path.clone(),
+            detail: e.to_string(),
+        })?;
         let cert_pem = pem_encode("CERTIFICATE", &cert_der);
-        Ok(Self { dir: dir.to_owned(), cert_pem, cert_der, issuer, validity, index: Index::load(dir)? })
+        Ok(Self {
+            dir: dir.to_owned(),
+            cert_pem,
+            cert_der,
+            issuer,
+            validity,
+            index: Index::load(dir)?,
+        })
     }
 
     /// The CA directory.
@@ -250,7 +297,11 @@ fn ca_params(opts: &CaOptions) -> Result<CertificateParams> {
     params.distinguished_name = dn;
     // Path length 0: this CA signs end-entity certificates only.
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.serial_number = Some(Serial::random()?.to_rcgen());
     params.not_before = opts.validity.not_before;
     params.not_after = opts.validity.not_after;

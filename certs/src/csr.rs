@@ -25,28 +25,47 @@ pub(crate) struct Csr {
 /// Parses a PEM or DER CSR and checks its self-signature. `path` names the
 /// source in errors.
 pub(crate) fn parse_csr(bytes: &[u8], path: &Path) -> Result<Csr> {
-    let bad = |detail: String| CaError::BadCsr { path: path.to_owned(), detail };
+    let bad = |detail: String| CaError::BadCsr {
+        path: path.to_owned(),
+        detail,
+    };
     let der = if bytes.windows(10).any(|w| w == b"-----BEGIN") {
         let blocks = pem::parse_many(bytes).map_err(|e| bad(format!("malformed PEM: {e}")))?;
         let tags: Vec<String> = blocks.iter().map(|b| b.tag().to_owned()).collect();
         blocks
             .into_iter()
             .find(|b| CSR_TAGS.contains(&b.tag()))
-            .ok_or_else(|| bad(format!("no CERTIFICATE REQUEST block in the PEM (found: {})", tags.join(", "))))?
+            .ok_or_else(|| {
+                bad(format!(
+                    "no CERTIFICATE REQUEST block in the PEM (found: {})",
+                    tags.join(", ")
+                ))
+            })?
             .into_contents()
     } else if bytes.first() == Some(&0x30) {
         bytes.to_vec()
     } else {
-        return Err(bad("neither PEM (no -----BEGIN CERTIFICATE REQUEST-----) nor DER".into()));
+        return Err(bad(
+            "neither PEM (no -----BEGIN CERTIFICATE REQUEST-----) nor DER".into()
+        ));
     };
     let (rest, csr) = X509CertificationRequest::from_der(&der).map_err(|e| bad(e.to_string()))?;
     if !rest.is_empty() {
         return Err(bad("trailing bytes after the request".into()));
     }
-    csr.verify_signature().map_err(|_| CaError::CsrSignature { path: path.to_owned() })?;
+    csr.verify_signature()
+        .map_err(|_| CaError::CsrSignature { path: path.to_owned() })?;
     let info = &csr.certification_request_info;
-    let cn = info.subject.iter_common_name().next().and_then(|a| a.as_str().ok()).map(str::to_owned);
-    Ok(Csr { spki: info.subject_pki.raw.to_vec(), cn })
+    let cn = info
+        .subject
+        .iter_common_name()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_owned);
+    Ok(Csr {
+        spki: info.subject_pki.raw.to_vec(),
+        cn,
+    })
 }
 
 #[cfg(test)]
@@ -77,12 +96,19 @@ mod tests {
         der[last] ^= 0x01;
         let err = parse_csr(&der, Path::new("dev.csr")).expect_err("bad signature");
         assert!(matches!(err, CaError::CsrSignature { .. }), "{err}");
-        assert!(err.to_string().starts_with("dev.csr: the CSR's signature does not verify"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("dev.csr: the CSR's signature does not verify"),
+            "{err}"
+        );
     }
 
     #[test]
     fn rejects_garbage() {
         let err = parse_csr(b"not a csr", Path::new("x.csr")).expect_err("garbage");
-        assert!(err.to_string().contains("x.csr: not a certificate signing request"), "{err}");
+        assert!(
+            err.to_string().contains("x.csr: not a certificate signing request"),
+            "{err}"
+        );
     }
 }

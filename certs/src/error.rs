@@ -72,7 +72,9 @@ pub enum CaError {
         not_after: OffsetDateTime,
     },
     /// The requested certificate would outlive the CA that signs it.
-    #[error("the certificate would be valid until {not_after} but the CA expires on {ca_not_after}: ask for fewer days")]
+    #[error(
+        "the certificate would be valid until {not_after} but the CA expires on {ca_not_after}: ask for fewer days"
+    )]
     OutlivesCa {
         /// Requested end of validity.
         not_after: OffsetDateTime,

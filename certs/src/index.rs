@@ -135,7 +135,9 @@ impl FromStr for RevocationReason {
             RevocationReason::CessationOfOperation,
             RevocationReason::PrivilegeWithdrawn,
         ];
-        ALL.into_iter().find(|r| r.to_string() == s).ok_or_else(|| UnknownReason(s.to_owned()))
+        ALL.into_iter()
+            .find(|r| r.to_string() == s)
+            .ok_or_else(|| UnknownReason(s.to_owned()))
     }
 }
 
@@ -216,7 +218,11 @@ pub(crate) struct Index {
 
 impl Default for Index {
     fn default() -> Self {
-        Self { version: 1, next_crl_number: 1, certs: Vec::new() }
+        Self {
+            version: 1,
+            next_crl_number: 1,
+            certs: Vec::new(),
+        }
     }
 }
 
@@ -229,10 +235,15 @@ impl Index {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(CaError::Io { path, source: e }),
         };
-        let index: Self =
-            serde_json::from_slice(&bytes).map_err(|e| CaError::BadIndex { path: path.clone(), detail: e.to_string() })?;
+        let index: Self = serde_json::from_slice(&bytes).map_err(|e| CaError::BadIndex {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
         if index.version != 1 {
-            let detail = format!("version {} is not supported (this skerry writes version 1)", index.version);
+            let detail = format!(
+                "version {} is not supported (this skerry writes version 1)",
+                index.version
+            );
             return Err(CaError::BadIndex { path, detail });
         }
         Ok(index)
@@ -241,8 +252,10 @@ impl Index {
     /// Replaces `dir/index.json` atomically.
     pub(crate) fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(store::INDEX);
-        let mut json =
-            serde_json::to_vec_pretty(self).map_err(|e| CaError::BadIndex { path: path.clone(), detail: e.to_string() })?;
+        let mut json = serde_json::to_vec_pretty(self).map_err(|e| CaError::BadIndex {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
         json.push(b'\n');
         store::write_atomic(&path, &json, store::PUBLIC_MODE, true)
     }
@@ -260,7 +273,10 @@ impl Index {
                 .filter(|&i| self.certs[i].cn == cn && (!unrevoked_only || self.certs[i].status == Status::Valid))
                 .collect()
         };
-        let unknown_serial = |s: &Serial| CaError::UnknownSerial { serial: s.to_string(), index: index_path.to_owned() };
+        let unknown_serial = |s: &Serial| CaError::UnknownSerial {
+            serial: s.to_string(),
+            index: index_path.to_owned(),
+        };
         let unknown_cn = |cn: &str| CaError::UnknownCn {
             cn: cn.to_owned(),
             status: if unrevoked_only { "unrevoked " } else { "" },
@@ -324,12 +340,25 @@ mod tests {
         index.certs.push(entry("0B", "dev-1", Status::Revoked));
         index.certs.push(entry("0C", "0A", Status::Valid));
         let p = Path::new("index.json");
-        assert_eq!(index.select(&Selector::Cn("dev-1".into()), true, p).expect("cn"), vec![0]);
-        assert_eq!(index.select(&Selector::Cn("dev-1".into()), false, p).expect("cn"), vec![0, 1]);
-        assert_eq!(index.select(&Selector::Either("0b".into()), true, p).expect("serial"), vec![1]);
-        let err = index.select(&Selector::Either("0A".into()), true, p).expect_err("ambiguous");
+        assert_eq!(
+            index.select(&Selector::Cn("dev-1".into()), true, p).expect("cn"),
+            vec![0]
+        );
+        assert_eq!(
+            index.select(&Selector::Cn("dev-1".into()), false, p).expect("cn"),
+            vec![0, 1]
+        );
+        assert_eq!(
+            index.select(&Selector::Either("0b".into()), true, p).expect("serial"),
+            vec![1]
+        );
+        let err = index
+            .select(&Selector::Either("0A".into()), true, p)
+            .expect_err("ambiguous");
         assert!(matches!(err, CaError::Ambiguous { .. }), "{err}");
-        let err = index.select(&Selector::Serial("FF".parse().expect("s")), true, p).expect_err("unknown");
+        let err = index
+            .select(&Selector::Serial("FF".parse().expect("s")), true, p)
+            .expect_err("unknown");
         assert!(err.to_string().contains("no certificate with serial FF"), "{err}");
     }
 

@@ -26,14 +26,23 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 /// Like [`read_certificates`] for bytes already in memory; `path` only names
 /// the source in errors.
 pub fn parse_certificates(bytes: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let bad = |detail: String| CaError::BadCertificate { path: path.to_owned(), detail };
+    let bad = |detail: String| CaError::BadCertificate {
+        path: path.to_owned(),
+        detail,
+    };
     let ders: Vec<Vec<u8>> = if bytes.windows(10).any(|w| w == b"-----BEGIN") {
         let blocks = pem::parse_many(bytes).map_err(|e| bad(format!("malformed PEM: {e}")))?;
         let tags: Vec<String> = blocks.iter().map(|b| b.tag().to_owned()).collect();
-        let certs: Vec<Vec<u8>> =
-            blocks.into_iter().filter(|b| CERT_TAGS.contains(&b.tag())).map(pem::Pem::into_contents).collect();
+        let certs: Vec<Vec<u8>> = blocks
+            .into_iter()
+            .filter(|b| CERT_TAGS.contains(&b.tag()))
+            .map(pem::Pem::into_contents)
+            .collect();
         if certs.is_empty() {
-            return Err(bad(format!("no CERTIFICATE block in the PEM (found: {})", tags.join(", "))));
+            return Err(bad(format!(
+                "no CERTIFICATE block in the PEM (found: {})",
+                tags.join(", ")
+            )));
         }
         certs
     } else if bytes.first() == Some(&0x30) {
@@ -44,7 +53,7 @@ pub fn parse_certificates(bytes: &[u8], path: &Path) -> Result<Vec<CertificateDe
     ders.into_iter()
         .enumerate()
         .map(|(i, der)| match x509_parser::parse_x509_certificate(&der) {
-            Ok((rest, _)) if rest.is_empty() => Ok(CertificateDer::from(der)),
+            Ok(([], _)) => Ok(CertificateDer::from(der)),
             Ok(_) => Err(bad(format!("certificate {} has trailing bytes", i + 1))),
             Err(e) => Err(bad(format!("certificate {} does not parse: {e}", i + 1))),
         })
@@ -91,8 +100,10 @@ pub struct CertInfo {
 impl CertInfo {
     /// Describes one DER certificate.
     pub fn from_der(der: &[u8], path: &Path) -> Result<Self> {
-        let (_, x509) = x509_parser::parse_x509_certificate(der)
-            .map_err(|e| CaError::BadCertificate { path: path.to_owned(), detail: e.to_string() })?;
+        let (_, x509) = x509_parser::parse_x509_certificate(der).map_err(|e| CaError::BadCertificate {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
         let ext_err = |e: x509_parser::error::X509Error| CaError::BadCertificate {
             path: path.to_owned(),
             detail: format!("bad extension: {e}"),
@@ -102,8 +113,16 @@ impl CertInfo {
             None => Vec::new(),
         };
         let key_usage = x509.key_usage().map_err(ext_err)?.map(|ku| ku.value.to_string());
-        let extended_key_usage = x509.extended_key_usage().map_err(ext_err)?.map(|e| eku_names(e.value)).unwrap_or_default();
-        let ca = x509.basic_constraints().map_err(ext_err)?.filter(|bc| bc.value.ca).map(|bc| bc.value.path_len_constraint);
+        let extended_key_usage = x509
+            .extended_key_usage()
+            .map_err(ext_err)?
+            .map(|e| eku_names(e.value))
+            .unwrap_or_default();
+        let ca = x509
+            .basic_constraints()
+            .map_err(ext_err)?
+            .filter(|bc| bc.value.ca)
+            .map(|bc| bc.value.path_len_constraint);
         Ok(Self {
             subject: x509.subject().to_string(),
             issuer: x509.issuer().to_string(),
@@ -124,7 +143,10 @@ impl CertInfo {
 
 /// Describes every certificate in `path` (PEM or DER).
 pub fn inspect_file(path: &Path) -> Result<Vec<CertInfo>> {
-    read_certificates(path)?.iter().map(|der| CertInfo::from_der(der, path)).collect()
+    read_certificates(path)?
+        .iter()
+        .map(|der| CertInfo::from_der(der, path))
+        .collect()
 }
 
 fn general_name(name: &GeneralName<'_>) -> String {
@@ -191,12 +213,20 @@ fn oid_name(oid: &Oid<'_>) -> String {
         (oids::OID_PKCS1_RSASSAPSS, "rsassaPss"),
         (oids::OID_SIG_ED25519, "ED25519"),
     ];
-    known.iter().find(|(o, _)| o == oid).map_or_else(|| oid.to_id_string(), |(_, n)| (*n).to_owned())
+    known
+        .iter()
+        .find(|(o, _)| o == oid)
+        .map_or_else(|| oid.to_id_string(), |(_, n)| (*n).to_owned())
 }
 
 fn fingerprint(alg: &'static ring::digest::Algorithm, der: &[u8]) -> String {
     let digest = ring::digest::digest(alg, der);
-    digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// `2026-01-31 12:00:00 UTC`.
@@ -208,7 +238,13 @@ pub fn format_time(t: OffsetDateTime) -> String {
 
 impl fmt::Display for CertInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let none = |v: &[String]| if v.is_empty() { "(none)".to_owned() } else { v.join(", ") };
+        let none = |v: &[String]| {
+            if v.is_empty() {
+                "(none)".to_owned()
+            } else {
+                v.join(", ")
+            }
+        };
         writeln!(f, "Subject:             {}", self.subject)?;
         writeln!(f, "Issuer:              {}", self.issuer)?;
         writeln!(f, "Serial:              {}", self.serial)?;
@@ -217,7 +253,11 @@ impl fmt::Display for CertInfo {
         writeln!(f, "SANs:                {}", none(&self.sans))?;
         writeln!(f, "Public key:          {}", self.public_key)?;
         writeln!(f, "Signature:           {}", self.signature)?;
-        writeln!(f, "Key usage:           {}", self.key_usage.as_deref().unwrap_or("(none)"))?;
+        writeln!(
+            f,
+            "Key usage:           {}",
+            self.key_usage.as_deref().unwrap_or("(none)")
+        )?;
         writeln!(f, "Extended key usage:  {}", none(&self.extended_key_usage))?;
         match self.ca {
             Some(Some(len)) => writeln!(f, "CA:                  yes (path length {len})")?,
@@ -237,7 +277,10 @@ mod tests {
     fn garbage_is_named_clearly() {
         let p = Path::new("junk.pem");
         let err = parse_certificates(b"hello world", p).expect_err("garbage");
-        assert!(err.to_string().contains("junk.pem: not a certificate: neither PEM"), "{err}");
+        assert!(
+            err.to_string().contains("junk.pem: not a certificate: neither PEM"),
+            "{err}"
+        );
         let err = parse_certificates(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", p)
             .expect_err("bad DER in PEM");
         assert!(err.to_string().contains("does not parse"), "{err}");
@@ -249,7 +292,8 @@ mod tests {
     #[test]
     fn describes_a_self_signed_rcgen_cert() {
         let key = rcgen::KeyPair::generate().expect("key");
-        let params = rcgen::CertificateParams::new(vec!["a.example".to_owned(), "10.0.0.1".to_owned()]).expect("params");
+        let params =
+            rcgen::CertificateParams::new(vec!["a.example".to_owned(), "10.0.0.1".to_owned()]).expect("params");
         let cert = params.self_signed(&key).expect("sign");
         let certs = parse_certificates(cert.pem().as_bytes(), Path::new("x")).expect("parse");
         let info = CertInfo::from_der(&certs[0], Path::new("x")).expect("info");

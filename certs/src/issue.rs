@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PublicKeyData,
-    SanType, SubjectPublicKeyInfo,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    PublicKeyData, SanType, SubjectPublicKeyInfo,
 };
 
 use crate::ca::{Ca, Validity};
@@ -57,19 +57,36 @@ pub struct IssueRequest {
 
 impl IssueRequest {
     fn new(kind: CertKind, cn: Option<String>, key: KeySource) -> Self {
-        Self { kind, common_name: cn, ou: None, sans: Vec::new(), key, validity: None, out: None, overwrite: false }
+        Self {
+            kind,
+            common_name: cn,
+            ou: None,
+            sans: Vec::new(),
+            key,
+            validity: None,
+            out: None,
+            overwrite: false,
+        }
     }
 
     /// A server certificate for `cn` with the given SANs and a new P-256 key.
     pub fn server(cn: impl Into<String>, sans: impl Into<Vec<San>>) -> Self {
-        let mut req = Self::new(CertKind::Server, Some(cn.into()), KeySource::Generate(KeyKind::default()));
+        let mut req = Self::new(
+            CertKind::Server,
+            Some(cn.into()),
+            KeySource::Generate(KeyKind::default()),
+        );
         req.sans = sans.into();
         req
     }
 
     /// A client (device) certificate for `cn` with a new P-256 key.
     pub fn client(cn: impl Into<String>) -> Self {
-        Self::new(CertKind::Client, Some(cn.into()), KeySource::Generate(KeyKind::default()))
+        Self::new(
+            CertKind::Client,
+            Some(cn.into()),
+            KeySource::Generate(KeyKind::default()),
+        )
     }
 
     /// A certificate for the key in a device's CSR.
@@ -111,24 +128,44 @@ pub(crate) struct KeyMaterial {
 impl KeyMaterial {
     pub(crate) fn generate(kind: KeyKind) -> Result<Self> {
         let private = kind.generate()?;
-        Ok(Self { public: spki_of(&private.subject_public_key_info())?, kind: Some(kind), private: Some(private), requested_cn: None })
+        Ok(Self {
+            public: spki_of(&private.subject_public_key_info())?,
+            kind: Some(kind),
+            private: Some(private),
+            requested_cn: None,
+        })
     }
 
     fn from_csr(csr: Csr) -> Result<Self> {
-        Ok(Self { kind: KeyKind::of_spki(&csr.spki), public: spki_of(&csr.spki)?, private: None, requested_cn: csr.cn })
+        Ok(Self {
+            kind: KeyKind::of_spki(&csr.spki),
+            public: spki_of(&csr.spki)?,
+            private: None,
+            requested_cn: csr.cn,
+        })
     }
 
     /// The public key of a certificate this CA issued earlier (renewing a
     /// CSR-signed certificate keeps the device's key).
     pub(crate) fn from_cert(path: &Path) -> Result<Self> {
-        let der = read_certificates(path)?.into_iter().next().ok_or_else(|| CaError::BadCertificate {
+        let der = read_certificates(path)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| CaError::BadCertificate {
+                path: path.to_owned(),
+                detail: "no certificate in the file".into(),
+            })?;
+        let (_, x509) = x509_parser::parse_x509_certificate(&der).map_err(|e| CaError::BadCertificate {
             path: path.to_owned(),
-            detail: "no certificate in the file".into(),
+            detail: e.to_string(),
         })?;
-        let (_, x509) = x509_parser::parse_x509_certificate(&der)
-            .map_err(|e| CaError::BadCertificate { path: path.to_owned(), detail: e.to_string() })?;
         let spki = x509.public_key().raw;
-        Ok(Self { public: spki_of(spki)?, kind: KeyKind::of_spki(spki), private: None, requested_cn: None })
+        Ok(Self {
+            public: spki_of(spki)?,
+            kind: KeyKind::of_spki(spki),
+            private: None,
+            requested_cn: None,
+        })
     }
 }
 
@@ -145,7 +182,7 @@ impl Ca {
             KeySource::CsrFile(path) => KeyMaterial::from_csr(parse_csr(&store::read(path)?, path)?)?,
             KeySource::Csr(bytes) => KeyMaterial::from_csr(parse_csr(bytes, Path::new("<CSR>"))?)?,
         };
-        self.issue_with(req, material, None)
+        self.issue_with(req, &material, None)
     }
 
     /// Issues a client certificate for `cn` with a new key, written to
@@ -163,16 +200,23 @@ impl Ca {
     pub(crate) fn issue_with(
         &mut self,
         req: &IssueRequest,
-        material: KeyMaterial,
+        material: &KeyMaterial,
         renewed_from: Option<Serial>,
     ) -> Result<Issued> {
         self.check_valid_now()?;
         let validity = req.validity.unwrap_or_else(|| Validity::days(DEFAULT_LEAF_DAYS));
         validity.check()?;
         if validity.not_after > self.validity.not_after {
-            return Err(CaError::OutlivesCa { not_after: validity.not_after, ca_not_after: self.validity.not_after });
+            return Err(CaError::OutlivesCa {
+                not_after: validity.not_after,
+                ca_not_after: self.validity.not_after,
+            });
         }
-        let cn = req.common_name.clone().or(material.requested_cn.clone()).unwrap_or_default();
+        let cn = req
+            .common_name
+            .clone()
+            .or(material.requested_cn.clone())
+            .unwrap_or_default();
         check_name("CN", &cn)?;
         if let Some(ou) = &req.ou {
             check_name("OU", ou)?;
@@ -202,13 +246,21 @@ impl Ca {
         };
         let params = leaf_params(&entry, &serial)?;
         let what = format!("signing the {} certificate for CN {:?}", entry.kind, entry.cn);
-        let cert = params.signed_by(&material.public, &self.issuer).map_err(CaError::sign(what))?;
+        let cert = params
+            .signed_by(&material.public, &self.issuer)
+            .map_err(CaError::sign(what))?;
         let cert_pem = pem_encode("CERTIFICATE", cert.der());
         let key_pem = material.private.as_ref().map(KeyPair::serialize_pem);
         self.record(&entry, &cert_pem, key_pem.as_deref(), &outputs, req.overwrite)?;
-        tracing::info!(serial = %entry.serial, cn = %entry.cn, kind = %entry.kind, "issued certificate");
+        tracing::debug!(serial = %entry.serial, cn = %entry.cn, kind = %entry.kind, "issued certificate");
         let path_of = |ext: &str| outputs.iter().find(|(_, e, _)| *e == ext).map(|(p, _, _)| p.clone());
-        Ok(Issued { cert_path: path_of("crt"), key_path: path_of("key"), entry, cert_pem, key_pem })
+        Ok(Issued {
+            cert_path: path_of("crt"),
+            key_path: path_of("key"),
+            entry,
+            cert_pem,
+            key_pem,
+        })
     }
 
     /// Writes the outputs (key first, so a reader never sees a new
@@ -226,7 +278,11 @@ impl Ca {
         let mut written: Vec<PathBuf> = Vec::new();
         let mut result = Ok(());
         for (path, ext, mode) in outputs {
-            let body = if *ext == "key" { key_pem.unwrap_or_default() } else { cert_pem };
+            let body = if *ext == "key" {
+                key_pem.unwrap_or_default()
+            } else {
+                cert_pem
+            };
             result = store::write_atomic(path, body.as_bytes(), *mode, overwrite);
             if result.is_err() {
                 break;
@@ -310,11 +366,14 @@ fn san_type(san: &San) -> Result<SanType> {
     match san {
         San::Ip(ip) => Ok(SanType::IpAddress(*ip)),
         San::Dns(name) => {
-            let ia5 = name.as_str().try_into().map_err(|e: rcgen::Error| CaError::InvalidName {
-                what: "DNS name",
-                value: name.clone(),
-                detail: e.to_string(),
-            })?;
+            let ia5 = name
+                .as_str()
+                .try_into()
+                .map_err(|e: rcgen::Error| CaError::InvalidName {
+                    what: "DNS name",
+                    value: name.clone(),
+                    detail: e.to_string(),
+                })?;
             Ok(SanType::DnsName(ia5))
         }
     }
@@ -323,7 +382,11 @@ fn san_type(san: &San) -> Result<SanType> {
 /// A DN attribute value: non-empty, at most 64 characters (RFC 5280 upper
 /// bound for CN and OU), no control characters.
 pub(crate) fn check_name(what: &'static str, value: &str) -> Result<()> {
-    let invalid = |detail: &str| CaError::InvalidName { what, value: value.to_owned(), detail: detail.to_owned() };
+    let invalid = |detail: &str| CaError::InvalidName {
+        what,
+        value: value.to_owned(),
+        detail: detail.to_owned(),
+    };
     if value.trim().is_empty() {
         return Err(invalid("must not be empty"));
     }
@@ -339,7 +402,11 @@ pub(crate) fn check_name(what: &'static str, value: &str) -> Result<()> {
 /// A host name as TLS clients match it: ASCII labels of letters, digits,
 /// `-` and `_`, optionally a leading `*.` wildcard.
 pub(crate) fn check_dns_name(name: &str) -> Result<()> {
-    let invalid = |detail: &str| CaError::InvalidName { what: "DNS name", value: name.to_owned(), detail: detail.to_owned() };
+    let invalid = |detail: &str| CaError::InvalidName {
+        what: "DNS name",
+        value: name.to_owned(),
+        detail: detail.to_owned(),
+    };
     let body = name.strip_prefix("*.").unwrap_or(name);
     if body.is_empty() || name.len() > 253 {
         return Err(invalid("must be 1 to 253 characters"));
@@ -348,8 +415,14 @@ pub(crate) fn check_dns_name(name: &str) -> Result<()> {
         if label.is_empty() || label.len() > 63 {
             return Err(invalid("each dot-separated label must be 1 to 63 characters"));
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') || label.starts_with('-') {
-            return Err(invalid("labels hold letters, digits, '-' and '_' only (use --ip for addresses)"));
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            || label.starts_with('-')
+        {
+            return Err(invalid(
+                "labels hold letters, digits, '-' and '_' only (use --ip for addresses)",
+            ));
         }
     }
     if body.parse::<std::net::IpAddr>().is_ok() {

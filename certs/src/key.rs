@@ -42,7 +42,10 @@ impl KeyKind {
 
     /// Generates a fresh key pair of this kind.
     pub fn generate(self) -> Result<KeyPair> {
-        let failed = |detail: String| CaError::KeyGeneration { kind: self.name(), detail };
+        let failed = |detail: String| CaError::KeyGeneration {
+            kind: self.name(),
+            detail,
+        };
         match self {
             Self::EcdsaP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| failed(e.to_string())),
             Self::Ed25519 => KeyPair::generate_for(&PKCS_ED25519).map_err(|e| failed(e.to_string())),
@@ -59,7 +62,9 @@ impl KeyKind {
     /// Which kind the DER SubjectPublicKeyInfo `spki_der` holds, or `None`
     /// for a key this CA does not issue (P-384, RSA-3072, ...).
     pub fn of_spki(spki_der: &[u8]) -> Option<Self> {
-        use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519};
+        use x509_parser::oid_registry::{
+            OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519,
+        };
         use x509_parser::prelude::FromDer;
         let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).ok()?;
         let alg = &spki.algorithm;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
 use time::{Duration, OffsetDateTime};
 
-use crate::ca::{now, Ca, Validity};
+use crate::ca::{now, Ca, Validity, LAST_X509_TIME};
 use crate::error::{CaError, Result};
 use crate::index::{IndexEntry, RevocationReason, Selector, Status};
 use crate::inspect::pem_encode;
@@ -43,8 +43,15 @@ impl Ca {
         let _lock = self.lock()?;
         let index_path = self.dir.join(store::INDEX);
         let hits = self.index.select(sel, true, &index_path)?;
-        if let Some(done) = hits.iter().map(|&i| &self.index.certs[i]).find(|e| e.status == Status::Revoked) {
-            return Err(CaError::AlreadyRevoked { serial: done.serial.to_string(), cn: done.cn.clone() });
+        if let Some(done) = hits
+            .iter()
+            .map(|&i| &self.index.certs[i])
+            .find(|e| e.status == Status::Revoked)
+        {
+            return Err(CaError::AlreadyRevoked {
+                serial: done.serial.to_string(),
+                cn: done.cn.clone(),
+            });
         }
         let mut updated = self.index.clone();
         let at = now();
@@ -53,7 +60,7 @@ impl Ca {
             entry.status = Status::Revoked;
             entry.revoked_at = Some(at);
             entry.reason = Some(reason);
-            tracing::info!(serial = %entry.serial, cn = %entry.cn, %reason, "revoked certificate");
+            tracing::debug!(serial = %entry.serial, cn = %entry.cn, %reason, "revoked certificate");
         }
         updated.save(&self.dir)?;
         self.index = updated;
@@ -66,20 +73,36 @@ impl Ca {
     pub fn crl(&mut self, next_update: Duration, out: Option<&Path>) -> Result<Crl> {
         self.check_valid_now()?;
         if next_update <= Duration::ZERO {
-            return Err(CaError::InvalidValidity { detail: "the CRL's next-update must be in the future".into() });
+            return Err(CaError::InvalidValidity {
+                detail: "the CRL's next-update must be in the future".into(),
+            });
         }
         let _lock = self.lock()?;
         let this_update = now();
-        let revoked: Vec<IndexEntry> = self.index.certs.iter().filter(|e| e.status == Status::Revoked).cloned().collect();
+        let next = this_update
+            .checked_add(next_update)
+            .filter(|t| *t <= LAST_X509_TIME)
+            .ok_or_else(|| CaError::InvalidValidity {
+                detail: format!("the CRL's next-update {next_update} from now is past year 9999"),
+            })?;
+        let revoked: Vec<IndexEntry> = self
+            .index
+            .certs
+            .iter()
+            .filter(|e| e.status == Status::Revoked)
+            .cloned()
+            .collect();
         let params = CertificateRevocationListParams {
             this_update,
-            next_update: this_update + next_update,
+            next_update: next,
             crl_number: SerialNumber::from(self.index.next_crl_number),
             issuing_distribution_point: None,
             revoked_certs: revoked.iter().map(revoked_params).collect(),
             key_identifier_method: key_id_method(self.cert_der()),
         };
-        let crl = params.signed_by(&self.issuer).map_err(CaError::sign("signing the CRL"))?;
+        let crl = params
+            .signed_by(&self.issuer)
+            .map_err(CaError::sign("signing the CRL"))?;
         let der = crl.der().to_vec();
         let pem = pem_encode("X509 CRL", &der);
         if let Some(out) = out {
@@ -92,8 +115,15 @@ impl Ca {
         updated.next_crl_number += 1;
         updated.save(&self.dir)?;
         self.index = updated;
-        tracing::info!(number, revoked = revoked.len(), "signed CRL");
-        Ok(Crl { pem, der, number, this_update, next_update: this_update + next_update, revoked })
+        tracing::debug!(number, revoked = revoked.len(), "signed CRL");
+        Ok(Crl {
+            pem,
+            der,
+            number,
+            this_update,
+            next_update: next,
+            revoked,
+        })
     }
 
     /// Re-issues the certificate `sel` names (for a CN: its newest unrevoked
@@ -115,9 +145,15 @@ impl Ca {
             .map(|&i| &self.index.certs[i])
             .max_by_key(|e| e.not_before)
             .cloned()
-            .ok_or_else(|| CaError::UnknownSerial { serial: format!("{sel:?}"), index: index_path.clone() })?;
+            .ok_or_else(|| CaError::UnknownSerial {
+                serial: format!("{sel:?}"),
+                index: index_path.clone(),
+            })?;
         if old.status == Status::Revoked {
-            return Err(CaError::AlreadyRevoked { serial: old.serial.to_string(), cn: old.cn });
+            return Err(CaError::AlreadyRevoked {
+                serial: old.serial.to_string(),
+                cn: old.cn,
+            });
         }
         let material = if old.from_csr {
             KeyMaterial::from_cert(&self.dir.join(old.file_name()))?
@@ -134,7 +170,7 @@ impl Ca {
             out,
             overwrite,
         };
-        self.issue_with(&req, material, Some(old.serial))
+        self.issue_with(&req, &material, Some(old.serial))
     }
 }
 

@@ -26,7 +26,10 @@ impl Serial {
 
     /// The serial as read from a certificate (big-endian, sign byte dropped).
     pub fn from_be_bytes(bytes: &[u8]) -> Self {
-        let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len().saturating_sub(1));
+        let start = bytes
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(bytes.len().saturating_sub(1));
         Self(bytes[start..].to_vec())
     }
 
@@ -53,7 +56,12 @@ impl FromStr for Serial {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let invalid = || CaError::InvalidSerial { input: s.to_owned() };
         let trimmed = s.trim();
-        let hex: String = trimmed.strip_prefix("0x").unwrap_or(trimmed).chars().filter(|c| *c != ':').collect();
+        let hex: String = trimmed
+            .strip_prefix("0x")
+            .unwrap_or(trimmed)
+            .chars()
+            .filter(|c| *c != ':')
+            .collect();
         if hex.is_empty() || hex.len() > 42 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(invalid());
         }

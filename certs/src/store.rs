@@ -29,14 +29,25 @@ pub(crate) const PUBLIC_MODE: u32 = 0o644;
 /// file is an error ([`CaError::OutputExists`]) and is left as it was.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32, overwrite: bool) -> Result<()> {
     let dir = parent_dir(path);
-    let mut tmp = tempfile::Builder::new().prefix(".skerry-").suffix(".tmp").tempfile_in(&dir).map_err(CaError::io(&dir))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".skerry-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(CaError::io(&dir))?;
     set_mode(tmp.path(), mode)?;
     tmp.write_all(bytes).map_err(CaError::io(tmp.path()))?;
     tmp.as_file().sync_all().map_err(CaError::io(tmp.path()))?;
-    let persisted = if overwrite { tmp.persist(path) } else { tmp.persist_noclobber(path) };
+    let persisted = if overwrite {
+        tmp.persist(path)
+    } else {
+        tmp.persist_noclobber(path)
+    };
     persisted.map_err(|e| match e.error.kind() {
         std::io::ErrorKind::AlreadyExists => CaError::OutputExists { path: path.to_owned() },
-        _ => CaError::Io { path: path.to_owned(), source: e.error },
+        _ => CaError::Io {
+            path: path.to_owned(),
+            source: e.error,
+        },
     })?;
     sync_dir(&dir);
     Ok(())
@@ -48,7 +59,10 @@ pub(crate) fn ensure_absent(path: &Path) -> Result<()> {
     match fs::symlink_metadata(path) {
         Ok(_) => Err(CaError::OutputExists { path: path.to_owned() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(CaError::Io { path: path.to_owned(), source: e }),
+        Err(e) => Err(CaError::Io {
+            path: path.to_owned(),
+            source: e,
+        }),
     }
 }
 
@@ -109,10 +123,17 @@ impl DirLock {
     /// Blocks until this process holds the lock on `dir`.
     pub(crate) fn acquire(dir: &Path) -> Result<Self> {
         let path = dir.join(LOCK);
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(CaError::io(&path))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(CaError::io(&path))?;
         #[cfg(unix)]
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| CaError::Io { path: path.clone(), source: e.into() })?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|e| CaError::Io {
+            path: path.clone(),
+            source: e.into(),
+        })?;
         Ok(Self { _file: file })
     }
 }
@@ -148,6 +169,9 @@ mod tests {
 
     #[test]
     fn suffix_keeps_dots() {
-        assert_eq!(with_suffix(Path::new("out/dev.1"), "crt"), PathBuf::from("out/dev.1.crt"));
+        assert_eq!(
+            with_suffix(Path::new("out/dev.1"), "crt"),
+            PathBuf::from("out/dev.1.crt")
+        );
     }
 }

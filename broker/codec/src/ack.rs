@@ -43,11 +43,7 @@ pub type PubRel = Ack;
 pub type PubComp = Ack;
 
 /// Decodes the body of one of the four acknowledgements.
-pub(crate) fn decode(
-    packet: PacketType,
-    body: Bytes,
-    version: ProtocolVersion,
-) -> Result<Ack, DecodeError> {
+pub(crate) fn decode(packet: PacketType, body: Bytes, version: ProtocolVersion) -> Result<Ack, DecodeError> {
     let mut r = Reader::new(body, packet);
     let mut ack = Ack::new(r.packet_id()?);
     if version.is_v5() && !r.is_empty() {

@@ -84,11 +84,7 @@ pub(crate) fn body_len(c: &ConnAck, version: ProtocolVersion) -> usize {
 }
 
 /// Writes a CONNACK body.
-pub(crate) fn encode(
-    c: &ConnAck,
-    version: ProtocolVersion,
-    buf: &mut BytesMut,
-) -> Result<(), EncodeError> {
+pub(crate) fn encode(c: &ConnAck, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
     let flags = match version {
         ProtocolVersion::V31 => 0,
         _ => u8::from(c.session_present),

@@ -5,9 +5,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::properties::{ConnectProperties, WillProperties};
 use crate::wire::{prefixed_len, put_binary, put_str, Reader};
-use crate::{
-    property, topic, ByteStr, DecodeError, EncodeError, PacketType, ProtocolVersion, QoS,
-};
+use crate::{property, topic, ByteStr, DecodeError, EncodeError, PacketType, ProtocolVersion, QoS};
 
 /// A CONNECT packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,11 +79,9 @@ fn malformed(why: &'static str) -> DecodeError {
 pub(crate) fn read_protocol(r: &mut Reader) -> Result<ProtocolVersion, DecodeError> {
     let name = r.binary("protocol name")?;
     let level = r.u8("protocol level")?;
-    ProtocolVersion::from_name_and_level(&name, level).ok_or_else(|| {
-        DecodeError::UnsupportedProtocol {
-            name: String::from_utf8_lossy(&name).into_owned(),
-            level,
-        }
+    ProtocolVersion::from_name_and_level(&name, level).ok_or_else(|| DecodeError::UnsupportedProtocol {
+        name: String::from_utf8_lossy(&name).into_owned(),
+        level,
     })
 }
 
@@ -143,14 +139,8 @@ pub(crate) fn decode(body: Bytes) -> Result<Connect, DecodeError> {
     } else {
         None
     };
-    let username = flags
-        .has(USERNAME)
-        .then(|| r.string("user name"))
-        .transpose()?;
-    let password = flags
-        .has(PASSWORD)
-        .then(|| r.binary("password"))
-        .transpose()?;
+    let username = flags.has(USERNAME).then(|| r.string("user name")).transpose()?;
+    let password = flags.has(PASSWORD).then(|| r.binary("password")).transpose()?;
     r.finish()?;
     Ok(Connect {
         protocol,
@@ -176,18 +166,14 @@ fn check_client_id(id: &str, protocol: ProtocolVersion, clean: bool) -> Result<(
     }
 }
 
-fn decode_will(
-    r: &mut Reader,
-    protocol: ProtocolVersion,
-    flags: &Flags,
-) -> Result<LastWill, DecodeError> {
+fn decode_will(r: &mut Reader, protocol: ProtocolVersion, flags: &Flags) -> Result<LastWill, DecodeError> {
     let properties = if protocol.is_v5() {
         property::decode(r)?
     } else {
         WillProperties::default()
     };
     let topic = r.byte_str("will topic")?;
-    if topic::validate_topic_name(&topic).is_err() {
+    if !topic::is_valid_name(topic.as_bytes()) {
         return Err(DecodeError::TopicNameInvalid {
             packet: PacketType::Connect,
             topic: topic.to_string(),

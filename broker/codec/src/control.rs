@@ -43,10 +43,7 @@ pub struct Auth {
 }
 
 /// Decodes a DISCONNECT body.
-pub(crate) fn decode_disconnect(
-    body: Bytes,
-    version: ProtocolVersion,
-) -> Result<Disconnect, DecodeError> {
+pub(crate) fn decode_disconnect(body: Bytes, version: ProtocolVersion) -> Result<Disconnect, DecodeError> {
     let mut r = Reader::new(body, PacketType::Disconnect);
     let mut disconnect = Disconnect::default();
     if version.is_v5() && !r.is_empty() {

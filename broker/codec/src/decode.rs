@@ -9,10 +9,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::wire::{parse_varint, Reader};
-use crate::{
-    ack, connack, connect, control, publish, subscribe, DecodeError, Packet, PacketType,
-    ProtocolVersion,
-};
+use crate::{ack, connack, connect, control, publish, subscribe, DecodeError, Packet, PacketType, ProtocolVersion};
 
 /// A parsed fixed header.
 #[derive(Debug, Clone, Copy)]
@@ -35,10 +32,7 @@ impl FixedHeader {
 
 /// Checks the first byte of a fixed header: a packet type that exists in
 /// `version` (unknown before CONNECT) and the flags that type requires.
-pub(crate) fn check_first_byte(
-    byte: u8,
-    version: Option<ProtocolVersion>,
-) -> Result<PacketType, DecodeError> {
+pub(crate) fn check_first_byte(byte: u8, version: Option<ProtocolVersion>) -> Result<PacketType, DecodeError> {
     let packet = PacketType::from_first_byte(byte).ok_or(DecodeError::ReservedPacketType(0))?;
     if packet == PacketType::Auth && version.is_some_and(|v| !v.is_v5()) {
         return Err(DecodeError::ReservedPacketType(15));
@@ -110,11 +104,7 @@ pub(crate) fn frame(
 }
 
 /// Decodes the body of a framed packet.
-pub(crate) fn decode_body(
-    header: &FixedHeader,
-    body: Bytes,
-    version: ProtocolVersion,
-) -> Result<Packet, DecodeError> {
+pub(crate) fn decode_body(header: &FixedHeader, body: Bytes, version: ProtocolVersion) -> Result<Packet, DecodeError> {
     use PacketType as T;
     let packet = header.packet;
     Ok(match packet {

@@ -103,12 +103,8 @@ impl Decoder {
             (Side::Server, false, T::Connect) => return Ok(()),
             (Side::Server, false, _) => "the first packet must be CONNECT",
             (Side::Server, true, T::Connect) => "a second CONNECT",
-            (Side::Server, true, T::ConnAck | T::SubAck | T::UnsubAck | T::PingResp) => {
-                "only a server sends it"
-            }
-            (Side::Client, _, T::Connect | T::Subscribe | T::Unsubscribe | T::PingReq) => {
-                "only a client sends it"
-            }
+            (Side::Server, true, T::ConnAck | T::SubAck | T::UnsubAck | T::PingResp) => "only a server sends it",
+            (Side::Client, _, T::Connect | T::Subscribe | T::Unsubscribe | T::PingReq) => "only a client sends it",
             _ => return Ok(()),
         };
         Err(DecodeError::UnexpectedPacket { packet, why })

@@ -7,8 +7,7 @@ use bytes::{BufMut, BytesMut};
 use crate::protocol::MAX_REMAINING_LENGTH;
 use crate::wire::{put_varint, varint_len};
 use crate::{
-    ack, connack, connect, control, publish, subscribe, EncodeError, Packet, PacketType,
-    ProtocolVersion, ReasonCode,
+    ack, connack, connect, control, publish, subscribe, EncodeError, Packet, PacketType, ProtocolVersion, ReasonCode,
 };
 
 /// Refuses a reason code that `packet` may not carry on MQTT 5.0.
@@ -46,9 +45,7 @@ fn body_len(packet: &Packet, version: ProtocolVersion) -> usize {
         Packet::Connect(c) => connect::body_len(c),
         Packet::ConnAck(c) => connack::body_len(c, version),
         Packet::Publish(p) => publish::body_len(p, version),
-        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
-            ack::body_len(a, version)
-        }
+        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => ack::body_len(a, version),
         Packet::Subscribe(s) => subscribe::subscribe_len(s, version),
         Packet::SubAck(s) => subscribe::suback_len(s, version),
         Packet::Unsubscribe(u) => subscribe::unsubscribe_len(u, version),
@@ -59,11 +56,7 @@ fn body_len(packet: &Packet, version: ProtocolVersion) -> usize {
     }
 }
 
-fn encode_body(
-    packet: &Packet,
-    version: ProtocolVersion,
-    buf: &mut BytesMut,
-) -> Result<(), EncodeError> {
+fn encode_body(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
     let ty = packet.packet_type();
     match packet {
         Packet::Connect(c) => connect::encode(c, buf),
@@ -88,11 +81,7 @@ fn encode_body(
 /// acknowledgements, SUBSCRIBE options beyond QoS) are left out; an AUTH,
 /// which has no 3.x meaning, is an error. A CONNECT is always encoded in
 /// the version its `protocol` names. On error `buf` is left as it was.
-pub fn encode(
-    packet: &Packet,
-    version: ProtocolVersion,
-    buf: &mut BytesMut,
-) -> Result<(), EncodeError> {
+pub fn encode(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
     let version = effective_version(packet, version);
     let ty = packet.packet_type();
     if ty == PacketType::Auth && !version.is_v5() {
@@ -100,16 +89,12 @@ pub fn encode(
     }
     let len = body_len(packet, version);
     if len > MAX_REMAINING_LENGTH as usize {
-        return Err(EncodeError::PacketTooLarge {
-            packet: ty,
-            size: len,
-        });
+        return Err(EncodeError::PacketTooLarge { packet: ty, size: len });
     }
     let start = buf.len();
     buf.reserve(1 + varint_len(len) + len);
     buf.put_u8(first_byte(packet));
-    let result = put_varint(buf, len, "remaining length")
-        .and_then(|()| encode_body(packet, version, buf));
+    let result = put_varint(buf, len, "remaining length").and_then(|()| encode_body(packet, version, buf));
     match result {
         Ok(()) => {
             debug_assert_eq!(buf.len() - start, 1 + varint_len(len) + len, "{ty} length");

@@ -31,6 +31,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod ack;
 mod bytestr;
 mod connack;
@@ -62,16 +64,12 @@ pub use encode::{encode, encoded_len};
 pub use error::{DecodeError, EncodeError};
 pub use packet::Packet;
 pub use properties::{
-    AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
-    PayloadFormat, PublishProperties, SubscribeProperties, UnsubscribeProperties, WillProperties,
+    AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties, PayloadFormat,
+    PublishProperties, SubscribeProperties, UnsubscribeProperties, WillProperties,
 };
 pub use property::PropertyId;
-pub use protocol::{
-    InvalidQoS, PacketType, ProtocolVersion, QoS, MAX_PACKET_SIZE, MAX_REMAINING_LENGTH,
-};
+pub use protocol::{InvalidQoS, PacketType, ProtocolVersion, QoS, MAX_PACKET_SIZE, MAX_REMAINING_LENGTH};
 pub use publish::Publish;
 pub use reason::ReasonCode;
 pub use sniff::{peek_connect_version, sniff_connect};
-pub use subscribe::{
-    RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
-};
+pub use subscribe::{RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe};

@@ -1,9 +1,6 @@
 //! [`Packet`]: one MQTT control packet of any type and version.
 
-use crate::{
-    Ack, Auth, ConnAck, Connect, Disconnect, PacketType, Publish, SubAck, Subscribe, UnsubAck,
-    Unsubscribe,
-};
+use crate::{Ack, Auth, ConnAck, Connect, Disconnect, PacketType, Publish, SubAck, Subscribe, UnsubAck, Unsubscribe};
 
 /// An MQTT control packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,4 +72,14 @@ macro_rules! from_packet {
     };
 }
 
-from_packet!(Connect, ConnAck, Publish, Subscribe, SubAck, Unsubscribe, UnsubAck, Disconnect, Auth);
+from_packet!(
+    Connect,
+    ConnAck,
+    Publish,
+    Subscribe,
+    SubAck,
+    Unsubscribe,
+    UnsubAck,
+    Disconnect,
+    Auth
+);

@@ -8,10 +8,9 @@ use std::num::{NonZeroU16, NonZeroU32};
 use bytes::Bytes;
 
 use crate::property::{
-    binary_value, flag_value, maximum_qos_value, nonzero_u16_value, nonzero_u32_value,
-    not_allowed, once, payload_format_value, response_topic_value, string_value,
-    subscription_id_value, u16_value, u32_value, user_property, visit_user_properties, Prop,
-    PropertyId as P, PropertySet,
+    binary_value, flag_value, maximum_qos_value, nonzero_u16_value, nonzero_u32_value, not_allowed, once,
+    payload_format_value, response_topic_value, string_value, subscription_id_value, u16_value, u32_value,
+    user_property, visit_user_properties, Prop, PropertyId as P, PropertySet,
 };
 use crate::wire::Reader;
 use crate::{DecodeError, PropertyId, QoS};
@@ -88,12 +87,8 @@ impl PropertySet for ConnectProperties {
             P::ReceiveMaximum => once(&mut self.receive_maximum, id, r, nonzero_u16_value),
             P::MaximumPacketSize => once(&mut self.maximum_packet_size, id, r, nonzero_u32_value),
             P::TopicAliasMaximum => once(&mut self.topic_alias_maximum, id, r, u16_value),
-            P::RequestResponseInformation => {
-                once(&mut self.request_response_information, id, r, flag_value)
-            }
-            P::RequestProblemInformation => {
-                once(&mut self.request_problem_information, id, r, flag_value)
-            }
+            P::RequestResponseInformation => once(&mut self.request_response_information, id, r, flag_value),
+            P::RequestProblemInformation => once(&mut self.request_problem_information, id, r, flag_value),
             P::UserProperty => user_property(&mut self.user_properties, r),
             P::AuthenticationMethod => once(&mut self.authentication_method, id, r, string_value),
             P::AuthenticationData => once(&mut self.authentication_data, id, r, binary_value),
@@ -141,9 +136,7 @@ impl PropertySet for WillProperties {
     fn apply(&mut self, id: PropertyId, r: &mut Reader) -> Result<(), DecodeError> {
         match id {
             P::WillDelayInterval => once(&mut self.will_delay_interval, id, r, u32_value),
-            P::PayloadFormatIndicator => {
-                once(&mut self.payload_format_indicator, id, r, payload_format_value)
-            }
+            P::PayloadFormatIndicator => once(&mut self.payload_format_indicator, id, r, payload_format_value),
             P::MessageExpiryInterval => once(&mut self.message_expiry_interval, id, r, u32_value),
             P::ContentType => once(&mut self.content_type, id, r, string_value),
             P::ResponseTopic => once(&mut self.response_topic, id, r, response_topic_value),
@@ -212,21 +205,13 @@ impl PropertySet for ConnAckProperties {
             P::MaximumQoS => once(&mut self.maximum_qos, id, r, maximum_qos_value),
             P::RetainAvailable => once(&mut self.retain_available, id, r, flag_value),
             P::MaximumPacketSize => once(&mut self.maximum_packet_size, id, r, nonzero_u32_value),
-            P::AssignedClientIdentifier => {
-                once(&mut self.assigned_client_identifier, id, r, string_value)
-            }
+            P::AssignedClientIdentifier => once(&mut self.assigned_client_identifier, id, r, string_value),
             P::TopicAliasMaximum => once(&mut self.topic_alias_maximum, id, r, u16_value),
             P::ReasonString => once(&mut self.reason_string, id, r, string_value),
             P::UserProperty => user_property(&mut self.user_properties, r),
-            P::WildcardSubscriptionAvailable => {
-                once(&mut self.wildcard_subscription_available, id, r, flag_value)
-            }
-            P::SubscriptionIdentifierAvailable => {
-                once(&mut self.subscription_identifiers_available, id, r, flag_value)
-            }
-            P::SharedSubscriptionAvailable => {
-                once(&mut self.shared_subscription_available, id, r, flag_value)
-            }
+            P::WildcardSubscriptionAvailable => once(&mut self.wildcard_subscription_available, id, r, flag_value),
+            P::SubscriptionIdentifierAvailable => once(&mut self.subscription_identifiers_available, id, r, flag_value),
+            P::SharedSubscriptionAvailable => once(&mut self.shared_subscription_available, id, r, flag_value),
             P::ServerKeepAlive => once(&mut self.server_keep_alive, id, r, u16_value),
             P::ResponseInformation => once(&mut self.response_information, id, r, string_value),
             P::ServerReference => once(&mut self.server_reference, id, r, string_value),
@@ -294,9 +279,7 @@ impl PublishProperties {
 impl PropertySet for PublishProperties {
     fn apply(&mut self, id: PropertyId, r: &mut Reader) -> Result<(), DecodeError> {
         match id {
-            P::PayloadFormatIndicator => {
-                once(&mut self.payload_format_indicator, id, r, payload_format_value)
-            }
+            P::PayloadFormatIndicator => once(&mut self.payload_format_indicator, id, r, payload_format_value),
             P::MessageExpiryInterval => once(&mut self.message_expiry_interval, id, r, u32_value),
             P::TopicAlias => once(&mut self.topic_alias, id, r, nonzero_u16_value),
             P::ResponseTopic => once(&mut self.response_topic, id, r, response_topic_value),
@@ -340,9 +323,7 @@ pub struct SubscribeProperties {
 impl PropertySet for SubscribeProperties {
     fn apply(&mut self, id: PropertyId, r: &mut Reader) -> Result<(), DecodeError> {
         match id {
-            P::SubscriptionIdentifier => {
-                once(&mut self.subscription_identifier, id, r, subscription_id_value)
-            }
+            P::SubscriptionIdentifier => once(&mut self.subscription_identifier, id, r, subscription_id_value),
             P::UserProperty => user_property(&mut self.user_properties, r),
             _ => Err(not_allowed(id, r)),
         }

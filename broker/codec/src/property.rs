@@ -209,10 +209,7 @@ pub(crate) fn once<T>(
 }
 
 /// Appends one User Property (a name/value string pair; may repeat).
-pub(crate) fn user_property(
-    list: &mut Vec<(String, String)>,
-    r: &mut Reader,
-) -> Result<(), DecodeError> {
+pub(crate) fn user_property(list: &mut Vec<(String, String)>, r: &mut Reader) -> Result<(), DecodeError> {
     let name = r.string("user property name")?;
     let value = r.string("user property value")?;
     list.push((name, value));
@@ -275,10 +272,7 @@ pub(crate) fn nonzero_u32_value(r: &mut Reader, id: PropertyId) -> Result<NonZer
 }
 
 /// The Payload Format Indicator.
-pub(crate) fn payload_format_value(
-    r: &mut Reader,
-    id: PropertyId,
-) -> Result<PayloadFormat, DecodeError> {
+pub(crate) fn payload_format_value(r: &mut Reader, id: PropertyId) -> Result<PayloadFormat, DecodeError> {
     match r.u8(id.name())? {
         0 => Ok(PayloadFormat::Unspecified),
         1 => Ok(PayloadFormat::Utf8),

@@ -7,9 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::properties::PublishProperties;
 use crate::wire::{prefixed_len, put_str, Reader};
-use crate::{
-    property, topic, ByteStr, DecodeError, EncodeError, PacketType, ProtocolVersion, QoS,
-};
+use crate::{property, topic, ByteStr, DecodeError, EncodeError, PacketType, ProtocolVersion, QoS};
 
 /// A PUBLISH packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,11 +63,7 @@ pub(crate) fn check_flags(flags: u8) -> Result<QoS, DecodeError> {
 }
 
 /// Decodes a PUBLISH body; `flags` is the low nibble of the first byte.
-pub(crate) fn decode(
-    flags: u8,
-    body: Bytes,
-    version: ProtocolVersion,
-) -> Result<Publish, DecodeError> {
+pub(crate) fn decode(flags: u8, body: Bytes, version: ProtocolVersion) -> Result<Publish, DecodeError> {
     let packet = PacketType::Publish;
     let qos = check_flags(flags)?;
     let mut r = Reader::new(body, packet);
@@ -85,7 +79,7 @@ pub(crate) fn decode(
         PublishProperties::default()
     };
     let aliased = topic.is_empty() && properties.topic_alias.is_some();
-    if !aliased && topic::validate_topic_name(&topic).is_err() {
+    if !aliased && !topic::is_valid_name(topic.as_bytes()) {
         return Err(DecodeError::TopicNameInvalid {
             packet,
             topic: topic.to_string(),
@@ -127,11 +121,7 @@ pub(crate) fn body_len(p: &Publish, version: ProtocolVersion) -> usize {
 }
 
 /// Writes a PUBLISH body.
-pub(crate) fn encode(
-    p: &Publish,
-    version: ProtocolVersion,
-    buf: &mut BytesMut,
-) -> Result<(), EncodeError> {
+pub(crate) fn encode(p: &Publish, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
     let invalid = |why| EncodeError::Invalid {
         packet: PacketType::Publish,
         why,

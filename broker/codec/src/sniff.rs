@@ -16,10 +16,7 @@ use crate::{connect, Connect, DecodeError, PacketType, ProtocolVersion};
 /// as soon as the fixed header is complete, and on an unsupported protocol
 /// name or level as soon as those bytes are there: a non-MQTT client is
 /// refused without waiting for more bytes.
-pub fn sniff_connect(
-    buf: &[u8],
-    max_packet_size: u32,
-) -> Result<Option<(Connect, usize)>, DecodeError> {
+pub fn sniff_connect(buf: &[u8], max_packet_size: u32) -> Result<Option<(Connect, usize)>, DecodeError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };

@@ -9,9 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::properties::{AckProperties, SubscribeProperties, UnsubscribeProperties};
 use crate::wire::{prefixed_len, put_str, Reader};
-use crate::{
-    property, topic, DecodeError, EncodeError, PacketType, ProtocolVersion, QoS, ReasonCode,
-};
+use crate::{property, topic, DecodeError, EncodeError, PacketType, ProtocolVersion, QoS, ReasonCode};
 
 /// A SUBSCRIBE packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,10 +39,7 @@ pub struct SubscriptionOptions {
 impl SubscriptionOptions {
     /// Options with `qos` and every MQTT 5.0 option at its default.
     pub fn new(qos: QoS) -> Self {
-        Self {
-            qos,
-            ..Self::default()
-        }
+        Self { qos, ..Self::default() }
     }
 }
 
@@ -164,10 +159,7 @@ fn no_filters(packet: PacketType) -> DecodeError {
 }
 
 /// Decodes a SUBSCRIBE body.
-pub(crate) fn decode_subscribe(
-    body: Bytes,
-    version: ProtocolVersion,
-) -> Result<Subscribe, DecodeError> {
+pub(crate) fn decode_subscribe(body: Bytes, version: ProtocolVersion) -> Result<Subscribe, DecodeError> {
     let packet = PacketType::Subscribe;
     let mut r = Reader::new(body, packet);
     let packet_id = r.packet_id()?;
@@ -214,8 +206,7 @@ pub(crate) fn decode_suback(body: Bytes, version: ProtocolVersion) -> Result<Sub
             r.reason_code()?
         } else {
             let byte = r.u8("return code")?;
-            ReasonCode::from_v3_suback(byte)
-                .ok_or(DecodeError::InvalidReasonCode { packet, code: byte })?
+            ReasonCode::from_v3_suback(byte).ok_or(DecodeError::InvalidReasonCode { packet, code: byte })?
         };
         return_codes.push(code);
     }
@@ -227,10 +218,7 @@ pub(crate) fn decode_suback(body: Bytes, version: ProtocolVersion) -> Result<Sub
 }
 
 /// Decodes an UNSUBSCRIBE body.
-pub(crate) fn decode_unsubscribe(
-    body: Bytes,
-    version: ProtocolVersion,
-) -> Result<Unsubscribe, DecodeError> {
+pub(crate) fn decode_unsubscribe(body: Bytes, version: ProtocolVersion) -> Result<Unsubscribe, DecodeError> {
     let packet = PacketType::Unsubscribe;
     let mut r = Reader::new(body, packet);
     let packet_id = r.packet_id()?;
@@ -254,10 +242,7 @@ pub(crate) fn decode_unsubscribe(
 }
 
 /// Decodes an UNSUBACK body.
-pub(crate) fn decode_unsuback(
-    body: Bytes,
-    version: ProtocolVersion,
-) -> Result<UnsubAck, DecodeError> {
+pub(crate) fn decode_unsuback(body: Bytes, version: ProtocolVersion) -> Result<UnsubAck, DecodeError> {
     let mut r = Reader::new(body, PacketType::UnsubAck);
     let packet_id = r.packet_id()?;
     let mut ack = UnsubAck {
@@ -303,11 +288,7 @@ pub(crate) fn subscribe_len(s: &Subscribe, version: ProtocolVersion) -> usize {
 }
 
 /// Writes a SUBSCRIBE body.
-pub(crate) fn encode_subscribe(
-    s: &Subscribe,
-    version: ProtocolVersion,
-    buf: &mut BytesMut,
-) -> Result<(), EncodeError> {
+pub(crate) fn encode_subscribe(s: &Subscribe, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
     if s.filters.is_empty() {
         return Err(EncodeError::Invalid {
             packet: PacketType::Subscribe,
@@ -329,11 +310,7 @@ pub(crate) fn suback_len(s: &SubAck, version: ProtocolVersion) -> usize {
 }
 
 /// Writes a SUBACK body.
-pub(crate) fn encode_suback(
-    s: &SubAck,
-    version: ProtocolVersion,
-    buf: &mut BytesMut,
-) -> Result<(), EncodeError> {
+pub(crate) fn encode_suback(s: &SubAck, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
     buf.put_u16(s.packet_id.get());
     put_props(&s.properties, version, buf)?;
     for code in &s.return_codes {
@@ -383,11 +360,7 @@ pub(crate) fn unsuback_len(u: &UnsubAck, version: ProtocolVersion) -> usize {
 }
 
 /// Writes an UNSUBACK body; 3.x has neither properties nor reason codes.
-pub(crate) fn encode_unsuback(
-    u: &UnsubAck,
-    version: ProtocolVersion,
-    buf: &mut BytesMut,
-) -> Result<(), EncodeError> {
+pub(crate) fn encode_unsuback(u: &UnsubAck, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
     buf.put_u16(u.packet_id.get());
     if version.is_v5() {
         property::encode(&u.properties, buf)?;

@@ -14,9 +14,7 @@ const SHARE_PREFIX: &str = "$share/";
 ///
 /// The error is [`ReasonCode::TopicNameInvalid`].
 pub fn validate_topic_name(topic: &str) -> Result<(), ReasonCode> {
-    let ok = !topic.is_empty()
-        && topic.len() <= MAX_LEN
-        && !topic.bytes().any(|b| matches!(b, b'+' | b'#' | 0));
+    let ok = !topic.is_empty() && topic.len() <= MAX_LEN && !topic.bytes().any(|b| matches!(b, b'+' | b'#' | 0));
     if ok {
         Ok(())
     } else {
@@ -58,6 +56,12 @@ pub fn has_wildcards(filter: &str) -> bool {
     filter.bytes().any(|b| matches!(b, b'+' | b'#'))
 }
 
+/// The topic name rules on raw bytes (UTF-8 is checked elsewhere), so the
+/// decoder need not borrow a [`crate::ByteStr`] as `str` again.
+pub(crate) fn is_valid_name(topic: &[u8]) -> bool {
+    !topic.is_empty() && topic.len() <= MAX_LEN && !topic.iter().any(|b| matches!(b, b'+' | b'#' | 0))
+}
+
 fn is_valid_filter(filter: &str) -> bool {
     if filter.is_empty() || filter.len() > MAX_LEN || filter.contains('\0') {
         return false;
@@ -87,11 +91,7 @@ mod tests {
             assert_eq!(validate_topic_name(ok), Ok(()), "{ok:?}");
         }
         for bad in ["", "a/+", "#", "a/b#", "a\0b"] {
-            assert_eq!(
-                validate_topic_name(bad),
-                Err(ReasonCode::TopicNameInvalid),
-                "{bad:?}"
-            );
+            assert_eq!(validate_topic_name(bad), Err(ReasonCode::TopicNameInvalid), "{bad:?}");
         }
         assert!(validate_topic_name(&"a".repeat(65_536)).is_err());
     }

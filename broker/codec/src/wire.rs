@@ -18,10 +18,7 @@ use crate::{ByteStr, DecodeError, EncodeError, PacketType, ReasonCode};
 /// Returns the value and its length, or `None` while the integer is
 /// incomplete. A 4th byte with the continuation bit set is an error at
 /// once: no 5th byte needs to arrive.
-pub(crate) fn parse_varint(
-    buf: &[u8],
-    what: &'static str,
-) -> Result<Option<(u32, usize)>, DecodeError> {
+pub(crate) fn parse_varint(buf: &[u8], what: &'static str) -> Result<Option<(u32, usize)>, DecodeError> {
     let mut value = 0u32;
     for (i, &byte) in buf.iter().take(4).enumerate() {
         value |= u32::from(byte & 0x7F) << (7 * i);
@@ -47,11 +44,7 @@ pub(crate) const fn varint_len(value: usize) -> usize {
 }
 
 /// Writes `value` as a variable byte integer.
-pub(crate) fn put_varint(
-    buf: &mut BytesMut,
-    value: usize,
-    what: &'static str,
-) -> Result<(), EncodeError> {
+pub(crate) fn put_varint(buf: &mut BytesMut, value: usize, what: &'static str) -> Result<(), EncodeError> {
     let mut rest = match u32::try_from(value) {
         Ok(v) if v <= MAX_REMAINING_LENGTH => v,
         _ => return Err(EncodeError::VarIntTooLarge { what, value }),
@@ -71,15 +64,8 @@ pub(crate) fn put_varint(
 }
 
 /// Writes a 16-bit length prefix and `data`.
-pub(crate) fn put_binary(
-    buf: &mut BytesMut,
-    data: &[u8],
-    what: &'static str,
-) -> Result<(), EncodeError> {
-    let len = u16::try_from(data.len()).map_err(|_| EncodeError::FieldTooLong {
-        what,
-        len: data.len(),
-    })?;
+pub(crate) fn put_binary(buf: &mut BytesMut, data: &[u8], what: &'static str) -> Result<(), EncodeError> {
+    let len = u16::try_from(data.len()).map_err(|_| EncodeError::FieldTooLong { what, len: data.len() })?;
     buf.put_u16(len);
     buf.put_slice(data);
     Ok(())

@@ -101,10 +101,16 @@ impl Acl {
             },
             None => None,
         };
-        rules.iter().filter(|r| r.applies(true, username, &vars)).any(|r| match shared {
-            Some(inner) => r.pattern.covers_filter(&vars, inner) || (r.pattern.is_shared() && r.pattern.covers_filter(&vars, filter)),
-            None => r.pattern.covers_filter(&vars, filter),
-        })
+        rules
+            .iter()
+            .filter(|r| r.applies(true, username, &vars))
+            .any(|r| match shared {
+                Some(inner) => {
+                    r.pattern.covers_filter(&vars, inner)
+                        || (r.pattern.is_shared() && r.pattern.covers_filter(&vars, filter))
+                }
+                None => r.pattern.covers_filter(&vars, filter),
+            })
     }
 }
 
@@ -189,16 +195,25 @@ mod tests {
             assert!(!acl.can_subscribe("c", Some(username), "devices/#"), "{username:?}");
             assert!(!acl.can_subscribe("c", Some(username), "devices/+/x"), "{username:?}");
             assert!(!acl.can_publish("c", Some(username), "devices/a/b"), "{username:?}");
-            assert!(!acl.can_publish("c", Some(username), &format!("devices/{username}")), "{username:?}");
+            assert!(
+                !acl.can_publish("c", Some(username), &format!("devices/{username}")),
+                "{username:?}"
+            );
         }
         for client_id in ["+", "#", "a/b", ""] {
-            assert!(!acl.can_publish(client_id, None, &format!("clients/{client_id}/status")), "{client_id:?}");
+            assert!(
+                !acl.can_publish(client_id, None, &format!("clients/{client_id}/status")),
+                "{client_id:?}"
+            );
         }
     }
 
     #[test]
     fn dollar_topics_need_an_explicit_rule() {
-        let open = Acl::new(&[rule(Access::All, "#", &[]), rule(Access::Subscribe, "$SYS/broker/#", &["ops"])]);
+        let open = Acl::new(&[
+            rule(Access::All, "#", &[]),
+            rule(Access::Subscribe, "$SYS/broker/#", &["ops"]),
+        ]);
         assert!(open.can_publish("c", None, "any/topic"));
         assert!(!open.can_publish("c", None, "$SYS/broker/load"));
         assert!(!open.can_subscribe("c", None, "$SYS/#"));

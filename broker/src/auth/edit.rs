@@ -247,7 +247,10 @@ mod tests {
         let (_dir, path) = setup(Some(&before));
         let new = cheap_hash(b"new");
         assert_eq!(set_user(&path, "alice", &new).expect("set"), Change::Replaced);
-        assert_eq!(read(&path), format!("# team\nalice:{new}\n\n  # bob below\nbob:{bob}\n"));
+        assert_eq!(
+            read(&path),
+            format!("# team\nalice:{new}\n\n  # bob below\nbob:{bob}\n")
+        );
         assert!(Users::load(&path).expect("loads").verify("alice", b"new"));
     }
 
@@ -311,9 +314,15 @@ mod tests {
         let (_dir, path) = setup(None);
         let hash = cheap_hash(b"pw");
         for bad in ["", "a:b", "a b", "#a"] {
-            assert!(matches!(set_user(&path, bad, &hash), Err(EditError::Username { .. })), "{bad:?}");
+            assert!(
+                matches!(set_user(&path, bad, &hash), Err(EditError::Username { .. })),
+                "{bad:?}"
+            );
         }
-        assert!(matches!(set_user(&path, "alice", "plaintext"), Err(EditError::Hash { .. })));
+        assert!(matches!(
+            set_user(&path, "alice", "plaintext"),
+            Err(EditError::Hash { .. })
+        ));
         assert!(matches!(delete_user(&path, "a b"), Err(EditError::Username { .. })));
         assert!(!path.exists());
     }

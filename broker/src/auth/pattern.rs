@@ -72,7 +72,9 @@ impl Pattern {
             });
         }
         let uses = |wanted: fn(&Piece) -> bool| {
-            levels.iter().any(|l| matches!(l, Level::Template(pieces) if pieces.iter().any(wanted)))
+            levels
+                .iter()
+                .any(|l| matches!(l, Level::Template(pieces) if pieces.iter().any(wanted)))
         };
         Ok(Self {
             uses_username: uses(|p| matches!(p, Piece::Username)),

@@ -186,7 +186,9 @@ impl Users {
 
 fn verify_hash(hash: &PasswordHashString, password: &[u8]) -> bool {
     // The output comparison inside is constant-time.
-    Argon2::default().verify_password(password, &hash.password_hash()).is_ok()
+    Argon2::default()
+        .verify_password(password, &hash.password_hash())
+        .is_ok()
 }
 
 /// One line of the file: `Ok(None)` for blanks and comments. The error
@@ -298,7 +300,12 @@ mod tests {
 
     #[test]
     fn duplicate_user_is_an_error() {
-        let text = format!("alice:{}\nbob:{}\nalice:{}\n", cheap_hash(b"1"), cheap_hash(b"2"), cheap_hash(b"3"));
+        let text = format!(
+            "alice:{}\nbob:{}\nalice:{}\n",
+            cheap_hash(b"1"),
+            cheap_hash(b"2"),
+            cheap_hash(b"3")
+        );
         match parse(&text) {
             Err(UsersError::Duplicate {
                 line, first_line, name, ..

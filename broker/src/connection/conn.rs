@@ -157,10 +157,6 @@ impl Conn {
                 self.send_disconnect(ReasonCode::SessionTakenOver);
                 Flow::Stop(Ending::TakenOver(done))
             }
-            Some(Control::Disconnect(reason)) => {
-                self.send_disconnect(reason);
-                Flow::Stop(Ending::Abnormal)
-            }
             None => Flow::Stop(Ending::Abnormal),
         }
     }

@@ -81,7 +81,7 @@ impl Conn {
             // 3.x has no negative acknowledgement: acknowledge and drop.
             if self.p.version == ProtocolVersion::V5 { ReasonCode::NotAuthorized } else { ReasonCode::Success }
         };
-        let mut ack = |id| Ack { reason, ..Ack::new(id) };
+        let ack = |id| Ack { reason, ..Ack::new(id) };
         match (p.qos, p.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => self.send(&Packet::PubAck(ack(id)))?,
             (QoS::ExactlyOnce, Some(id)) => {
@@ -167,7 +167,7 @@ impl Conn {
                 codes.push(ReasonCode::NotAuthorized);
                 continue;
             }
-            let shared = skerry_codec::parse_shared(&filter).is_some();
+            let shared = skerry_codec::topic::parse_shared(&filter).is_some();
             if shared && options.no_local {
                 // MQTT-3.8.3-4: No Local on a shared subscription is a protocol error.
                 codes.push(ReasonCode::ProtocolError);

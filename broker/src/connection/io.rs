@@ -45,11 +45,6 @@ impl Framed {
         }
     }
 
-    /// The protocol version, once CONNECT has been read.
-    pub(crate) fn version(&self) -> Option<ProtocolVersion> {
-        self.decoder.version()
-    }
-
     /// The next packet; `None` on a clean end of stream. Cancel-safe: a
     /// cancelled call loses no bytes.
     pub(crate) async fn read_packet(&mut self) -> Result<Option<(Packet, usize)>, ConnError> {
@@ -64,6 +59,12 @@ impl Framed {
         }
     }
 
+    /// The next packet if one is already buffered, without reading.
+    pub(crate) fn try_decode(&mut self) -> Result<Option<(Packet, usize)>, ConnError> {
+        let before = self.rbuf.len();
+        Ok(self.decoder.decode(&mut self.rbuf)?.map(|p| (p, before - self.rbuf.len())))
+    }
+
     /// Encodes `packet` into the write buffer; returns its size.
     pub(crate) fn queue(&mut self, packet: &Packet, version: ProtocolVersion) -> Result<usize, ConnError> {
         let before = self.wbuf.len();
@@ -74,11 +75,6 @@ impl Framed {
     /// Size `packet` would have on the wire.
     pub(crate) fn size_of(packet: &Packet, version: ProtocolVersion) -> usize {
         encoded_len(packet, version)
-    }
-
-    /// Bytes waiting to be written.
-    pub(crate) fn pending_bytes(&self) -> usize {
-        self.wbuf.len()
     }
 
     /// Writes out everything queued; returns the number of bytes written.

@@ -114,7 +114,7 @@ async fn admit(node: &NodeShared, c: &Connect, identity: Option<String>) -> Resu
     let request = AuthRequest {
         client_id: client_id.clone(),
         username: c.username.clone(),
-        password: c.password.as_ref().map(|p| p.to_vec()),
+        password: c.password.clone(),
         identity_username: identity,
     };
     let auth = node.authenticator();
@@ -152,8 +152,6 @@ pub(crate) struct Params {
     pub(crate) username: Option<String>,
     /// Client id in use (for ACL `%c`).
     pub(crate) client_id: String,
-    /// Whether the client asked for problem information (v5; reason strings).
-    pub(crate) problem_information: bool,
 }
 
 impl Params {
@@ -180,7 +178,6 @@ impl Params {
                 .then_some(attached.expiry),
             username: admitted.username.clone(),
             client_id: admitted.client_id.clone(),
-            problem_information: props.request_problem_information.unwrap_or(true),
         }
     }
 

@@ -130,39 +130,39 @@ impl Handshake {
     }
 
     async fn handshake(&self, mut tcp: TcpStream, peer: SocketAddr) -> Result<Established, HandshakeError> {
-        let mut established = Established {
-            stream: Box::new(()) as _,
-            peer,
-            cert_cn: None,
-            identity_username: None,
-        };
-        established.stream = match &self.proxy {
-            None => Box::new(tcp),
-            Some(proxy) => {
+        let (mut stream, peer, proxy_cn): (BoxedStream, _, _) = match &self.proxy {
+            None => (Box::new(tcp), peer, None),
+            Some(_) => {
                 let (info, rest) = proxy::read_header(&mut tcp).await?;
-                established.peer = info.source.unwrap_or(peer);
-                if proxy.use_cn_as_username {
-                    established.identity_username.clone_from(&info.cert_cn);
-                }
-                established.cert_cn = info.cert_cn;
-                Box::new(Prefixed::new(rest, tcp))
+                let stream = Box::new(Prefixed::new(rest, tcp));
+                (stream, info.source.unwrap_or(peer), info.cert_cn)
             }
         };
+        let mut tls_cn = None;
         if let Some(acceptor) = &self.tls {
-            let tls = acceptor.accept(established.stream).await.map_err(HandshakeError::Tls)?;
-            let tls_cn = tls::client_common_name(tls.get_ref().1);
-            if self.use_identity_as_username && established.identity_username.is_none() {
-                established.identity_username.clone_from(&tls_cn);
-            }
-            // The balancer's word about the original client wins over the
-            // certificate of the hop it came through.
-            established.cert_cn = established.cert_cn.or(tls_cn);
-            established.stream = Box::new(tls);
+            let tls = acceptor.accept(stream).await.map_err(HandshakeError::Tls)?;
+            tls_cn = tls::client_common_name(tls.get_ref().1);
+            stream = Box::new(tls);
         }
         if matches!(self.transport, Transport::Ws | Transport::Wss) {
-            let ws = ws::upgrade(established.stream, &self.websocket_path, self.max_packet_size).await?;
-            established.stream = Box::new(ws);
+            stream = Box::new(ws::upgrade(stream, &self.websocket_path, self.max_packet_size).await?);
         }
-        Ok(established)
+        Ok(Established {
+            stream,
+            peer,
+            identity_username: self.identity(&proxy_cn, &tls_cn),
+            // The balancer speaks for the original client; a certificate
+            // from our own TLS would then belong to the hop in between.
+            cert_cn: proxy_cn.or(tls_cn),
+        })
+    }
+
+    /// The username a client certificate stands for, where the listener
+    /// says so: the balancer's CN first, then our own TLS peer's.
+    fn identity(&self, proxy_cn: &Option<String>, tls_cn: &Option<String>) -> Option<String> {
+        let from_proxy = self.proxy.as_ref().is_some_and(|p| p.use_cn_as_username);
+        let from_proxy = proxy_cn.as_ref().filter(|_| from_proxy);
+        let from_tls = tls_cn.as_ref().filter(|_| self.use_identity_as_username);
+        from_proxy.or(from_tls).cloned()
     }
 }

@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use ipnet::IpNet;
+use ppp::v1::{self, Addresses as V1Addresses};
 use ppp::v2::{self, Addresses as V2Addresses, Command, TypeLengthValues};
-use ppp::v1::Addresses as V1Addresses;
-use ppp::{HeaderResult, PartialResult};
+use ppp::PartialResult;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::error::HandshakeError;
@@ -22,6 +22,11 @@ use super::error::HandshakeError;
 /// may declare up to 64 KiB of TLVs, far more than any balancer sends.
 pub(super) const MAX_HEADER: usize = 16 * 1024;
 
+/// How every v1 header starts, and its longest form (`PROXY TCP6 ...\r\n`).
+const V1_SIGNATURE: &[u8] = b"PROXY ";
+const V1_MAX: usize = 107;
+/// Signature, version/command, family/protocol and length of a v2 header.
+const V2_FIXED: usize = 16;
 /// How much room to make for each read while looking for the header's end.
 const READ_CHUNK: usize = 512;
 /// PP2_TYPE_SSL: details of the client's TLS connection to the balancer.
@@ -76,20 +81,37 @@ where
 /// Parses a complete header at the start of `buf`: `Ok(None)` when more
 /// bytes are needed, else the header's meaning and length.
 fn parse(buf: &[u8]) -> Result<Option<(ProxyInfo, usize)>, HandshakeError> {
-    let result = HeaderResult::parse(buf);
-    if result.is_incomplete() {
-        if let HeaderResult::V2(Err(v2::ParseError::Partial(_, len))) = &result {
-            if v2::MINIMUM_LENGTH + len > MAX_HEADER {
-                return Err(HandshakeError::ProxyTooLong(MAX_HEADER));
-            }
+    let n = buf.len().min(V1_SIGNATURE.len());
+    if buf[..n] == V1_SIGNATURE[..n] {
+        parse_v1(buf)
+    } else {
+        parse_v2(buf)
+    }
+}
+
+/// A v1 header is parsed only once its line is complete: ppp would take a
+/// line cut after the last space for a header with an invalid port.
+fn parse_v1(buf: &[u8]) -> Result<Option<(ProxyInfo, usize)>, HandshakeError> {
+    let searched = &buf[..buf.len().min(V1_MAX)];
+    let Some(end) = searched.windows(2).position(|w| w == b"\r\n") else {
+        if buf.len() >= V1_MAX {
+            return Err(HandshakeError::ProxyTooLong(V1_MAX));
         }
         return Ok(None);
-    }
-    match result {
-        HeaderResult::V1(Ok(header)) => Ok(Some((v1_info(&header.addresses), header.header.len()))),
-        HeaderResult::V2(Ok(header)) => Ok(Some((v2_info(&header), header.len()))),
-        HeaderResult::V1(Err(e)) => Err(HandshakeError::ProxyInvalid(e.to_string())),
-        HeaderResult::V2(Err(e)) => Err(HandshakeError::ProxyInvalid(e.to_string())),
+    };
+    let len = end + 2;
+    let header = v1::Header::try_from(&buf[..len]).map_err(|e| HandshakeError::ProxyInvalid(e.to_string()))?;
+    Ok(Some((v1_info(&header.addresses), len)))
+}
+
+fn parse_v2(buf: &[u8]) -> Result<Option<(ProxyInfo, usize)>, HandshakeError> {
+    match v2::Header::try_from(buf) {
+        Ok(header) => Ok(Some((v2_info(&header), header.len()))),
+        Err(v2::ParseError::Partial(_, len)) if V2_FIXED + len > MAX_HEADER => {
+            Err(HandshakeError::ProxyTooLong(MAX_HEADER))
+        }
+        Err(e) if e.is_incomplete() => Ok(None),
+        Err(e) => Err(HandshakeError::ProxyInvalid(e.to_string())),
     }
 }
 
@@ -184,6 +206,20 @@ mod tests {
     #[test]
     fn parse_needs_more_bytes_then_finds_the_end() {
         let text = b"PROXY TCP4 192.0.2.1 192.0.2.2 40000 1883\r\nMQTT";
+        let v2 = v2::Builder::with_addresses(
+            v2::Version::Two | Command::Proxy,
+            v2::Protocol::Stream,
+            (
+                "[2001:db8::5]:1".parse::<SocketAddr>().unwrap(),
+                "[2001:db8::6]:2".parse().unwrap(),
+            ),
+        )
+        .build()
+        .unwrap();
+        for len in 0..v2.len() {
+            assert!(parse(&v2[..len]).unwrap().is_none(), "v2 prefix of {len} bytes");
+        }
+        assert_eq!(parse(&v2).unwrap().unwrap().1, v2.len());
         for len in 0..text.len() - 4 {
             assert!(parse(&text[..len]).unwrap().is_none(), "prefix of {len} bytes");
         }
@@ -193,7 +229,11 @@ mod tests {
     }
 
     #[test]
-    fn parse_rejects_garbage_and_oversized_v2() {
+    fn parse_rejects_garbage_and_oversized_headers() {
+        assert!(matches!(parse(&[b'P'; 200]), Err(HandshakeError::ProxyInvalid(_))));
+        let mut long = b"PROXY TCP4 ".to_vec();
+        long.resize(200, b'1');
+        assert!(matches!(parse(&long), Err(HandshakeError::ProxyTooLong(_))));
         assert!(parse(b"\x10\x0e\x00\x04MQTT\x04\x02\x00\x3c\x00\x02id").is_err());
         let mut big = v2::PROTOCOL_PREFIX.to_vec();
         big.extend_from_slice(&[0x21, 0x11, 0xff, 0xff]);

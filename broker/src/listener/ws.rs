@@ -37,7 +37,9 @@ pub(super) async fn upgrade<S>(stream: S, path: &str, max_packet_size: u32) -> R
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let max = usize::try_from(max_packet_size).unwrap_or(usize::MAX).saturating_add(FRAME_SLACK);
+    let max = usize::try_from(max_packet_size)
+        .unwrap_or(usize::MAX)
+        .saturating_add(FRAME_SLACK);
     let config = WebSocketConfig::default()
         .read_buffer_size(BUFFER_SIZE)
         .write_buffer_size(BUFFER_SIZE)
@@ -64,7 +66,10 @@ fn check_request(path: &str, request: &Request, mut response: Response) -> Resul
         .flat_map(|value| value.split(','))
         .any(|offered| offered.trim() == SUBPROTOCOL);
     if !offers_mqtt {
-        return Err(refusal(StatusCode::BAD_REQUEST, "the `mqtt` WebSocket subprotocol is required"));
+        return Err(refusal(
+            StatusCode::BAD_REQUEST,
+            "the `mqtt` WebSocket subprotocol is required",
+        ));
     }
     response
         .headers_mut()

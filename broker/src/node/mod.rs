@@ -27,7 +27,7 @@ use crate::auth::{Acl, Authenticator, Users, UsersError};
 use crate::listener::{ListenerError, MqttListener};
 use crate::message::Message;
 use crate::router::{RetainedStore, Router, SharedPolicy};
-use crate::session::{QueueLimits, Session};
+use crate::session::QueueLimits;
 use crate::stats::NodeStats;
 
 /// A per-client PUBLISH rate limiter.
@@ -155,9 +155,7 @@ impl Node {
         };
         let mut listeners = Vec::new();
         for cfg in &node.listeners {
-            let l = MqttListener::bind(cfg)
-                .await
-                .map_err(|source| NodeError::Listener { node: node.name.clone(), source })?;
+            let l = MqttListener::bind(cfg).map_err(|source| NodeError::Listener { node: node.name.clone(), source })?;
             listeners.push(l);
         }
         let policy = match broker.shared_subscription_policy {

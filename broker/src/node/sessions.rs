@@ -86,7 +86,8 @@ impl NodeShared {
     /// from an attached connection and starting fresh on clean start.
     pub(crate) async fn attach(&self, client_id: &str, c: &Connect, username: Option<String>) -> Attached {
         let (session, existed) = self.sessions.lock().get_or_create(client_id);
-        let _guard = session.attach_lock.lock().await;
+        let lock_holder = Arc::clone(&session);
+        let _guard = lock_holder.attach_lock.lock().await;
         self.take_over(&session).await;
         let registered = self.sessions.lock().by_key(session.key).is_some();
         let (session, present) = if registered && !(c.clean_start && existed) {
@@ -178,7 +179,7 @@ impl NodeShared {
         let delay = will.as_ref().map_or(0, |(_, d)| *d).min(expiry);
         match will {
             Some((msg, _)) if delay == 0 => self.publish_will(msg),
-            Some((msg, _)) => session.inner.lock().pending_will = Some(PendingWill { msg, generation }),
+            Some((msg, _)) => session.inner.lock().pending_will = Some(PendingWill { msg }),
             None => {}
         }
         if expiry == 0 {

@@ -64,12 +64,19 @@ impl GroupState {
     /// Picks one member by `policy`, skipping `excluded` destinations.
     fn pick(&self, policy: SharedPolicy, excluded: &[Destination]) -> Option<usize> {
         let eligible = |member: &SharedMember| !excluded.contains(&member.destination);
-        let best = self
+        let mut best = None;
+        for rank in self
             .members
             .iter()
             .filter(|m| eligible(m))
             .filter_map(|m| rank(policy, m))
-            .min()?;
+        {
+            best = Some(best.map_or(rank, |best: u8| best.min(rank)));
+            if rank == 0 {
+                break; // nothing ranks better than 0
+            }
+        }
+        let best = best?;
         let in_tier = |member: &SharedMember| eligible(member) && rank(policy, member) == Some(best);
         let count = self.members.iter().filter(|m| in_tier(m)).count();
         let nth = match policy {

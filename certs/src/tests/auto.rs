@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::new_ca;
-use crate::{ensure_server_cert, ReissueReason, San, Selector, RevocationReason};
+use crate::{ensure_server_cert, ReissueReason, RevocationReason, San, Selector};
 
 const MONTH: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -28,14 +28,26 @@ fn issues_keeps_and_reissues() {
     // A renewal window longer than the certificate's life forces re-issue.
     let long = Duration::from_secs(400 * 24 * 3600);
     let expiring = ensure_server_cert(ca.dir(), &out, &changed, long).expect("expiring");
-    assert!(matches!(expiring.reissued, Some(ReissueReason::Expiring(_))), "{:?}", expiring.reissued);
+    assert!(
+        matches!(expiring.reissued, Some(ReissueReason::Expiring(_))),
+        "{:?}",
+        expiring.reissued
+    );
 
-    let serial = crate::inspect_file(&expiring.cert_path).expect("inspect").remove(0).serial;
-    ca.revoke(&Selector::Serial(serial), RevocationReason::Superseded).expect("revoke");
+    let serial = crate::inspect_file(&expiring.cert_path)
+        .expect("inspect")
+        .remove(0)
+        .serial;
+    ca.revoke(&Selector::Serial(serial), RevocationReason::Superseded)
+        .expect("revoke");
     let after_revoke = ensure_server_cert(ca.dir(), &out, &changed, MONTH).expect("revoked");
     assert_eq!(after_revoke.reissued, Some(ReissueReason::Revoked));
 
-    std::fs::write(&after_revoke.key_path, crate::KeyKind::EcdsaP256.generate().expect("k").serialize_pem()).expect("w");
+    std::fs::write(
+        &after_revoke.key_path,
+        crate::KeyKind::EcdsaP256.generate().expect("k").serialize_pem(),
+    )
+    .expect("w");
     let rekeyed = ensure_server_cert(ca.dir(), &out, &changed, MONTH).expect("mismatch");
     assert_eq!(rekeyed.reissued, Some(ReissueReason::KeyMismatch));
 

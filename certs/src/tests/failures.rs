@@ -22,7 +22,10 @@ fn init_over_an_existing_ca_is_refused() {
     let (_tmp, ca) = new_ca();
     let err = fails_cleanly(ca.dir(), || Ca::create_in(ca.dir(), &CaOptions::new("Again")).map(drop));
     assert!(matches!(err, CaError::CaExists { .. }), "{err}");
-    assert!(err.to_string().contains("refusing to overwrite an existing CA"), "{err}");
+    assert!(
+        err.to_string().contains("refusing to overwrite an existing CA"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -59,11 +62,22 @@ fn unknown_serial_and_cn_are_named() {
     ca.issue(&IssueRequest::client("dev")).expect("issue");
     let dir = ca.dir().to_owned();
     let serial = "0123456789ABCDEF".parse().expect("serial");
-    let err = fails_cleanly(&dir, || ca.revoke(&Selector::Serial(serial), RevocationReason::Unspecified).map(drop));
-    assert!(err.to_string().contains("no certificate with serial 0123456789ABCDEF"), "{err}");
-    let err = fails_cleanly(&dir, || ca.revoke(&Selector::Cn("ghost".into()), RevocationReason::Unspecified).map(drop));
+    let err = fails_cleanly(&dir, || {
+        ca.revoke(&Selector::Serial(serial), RevocationReason::Unspecified)
+            .map(drop)
+    });
+    assert!(
+        err.to_string().contains("no certificate with serial 0123456789ABCDEF"),
+        "{err}"
+    );
+    let err = fails_cleanly(&dir, || {
+        ca.revoke(&Selector::Cn("ghost".into()), RevocationReason::Unspecified)
+            .map(drop)
+    });
     assert!(err.to_string().contains("CN \"ghost\""), "{err}");
-    let err = fails_cleanly(&dir, || ca.renew(&Selector::Either("ghost".into()), None, None, false).map(drop));
+    let err = fails_cleanly(&dir, || {
+        ca.renew(&Selector::Either("ghost".into()), None, None, false).map(drop)
+    });
     assert!(matches!(err, CaError::UnknownCn { .. }), "{err}");
 }
 
@@ -101,7 +115,10 @@ fn a_csr_with_a_bad_signature_is_refused() {
 fn garbage_csr_and_bad_names_are_refused() {
     let (tmp, mut ca) = new_ca();
     let dir = ca.dir().to_owned();
-    let req = IssueRequest::from_csr(CertKind::Client, KeySource::Csr(b"-----BEGIN CERTIFICATE REQUEST-----\n!!\n".to_vec()));
+    let req = IssueRequest::from_csr(
+        CertKind::Client,
+        KeySource::Csr(b"-----BEGIN CERTIFICATE REQUEST-----\n!!\n".to_vec()),
+    );
     let err = fails_cleanly(&dir, || ca.issue(&req).map(drop));
     assert!(matches!(err, CaError::BadCsr { .. }), "{err}");
     let bad_dns = IssueRequest::server("x", vec![crate::San::Dns("bad name".into())]);
@@ -113,7 +130,10 @@ fn garbage_csr_and_bad_names_are_refused() {
     assert!(err.to_string().contains("invalid CN"), "{err}");
     // An existing output is not overwritten without `overwrite`.
     std::fs::write(tmp.path().join("dev.crt"), b"keep me").expect("write");
-    let err = fails_cleanly(&dir, || ca.issue(&IssueRequest::client("dev").out(tmp.path().join("dev"))).map(drop));
+    let err = fails_cleanly(&dir, || {
+        ca.issue(&IssueRequest::client("dev").out(tmp.path().join("dev")))
+            .map(drop)
+    });
     assert!(matches!(err, CaError::OutputExists { .. }), "{err}");
     assert_eq!(std::fs::read(tmp.path().join("dev.crt")).expect("read"), b"keep me");
     assert!(!tmp.path().join("dev.key").exists(), "no half-written output");

@@ -4,9 +4,8 @@ use std::num::NonZeroU16;
 
 use bytes::BytesMut;
 use skerry_codec::{
-    encode, peek_connect_version, sniff_connect, Ack, ConnAck, Connect, DecodeError, Decoder,
-    Packet, PacketType, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe,
-    SubscriptionOptions, MAX_PACKET_SIZE,
+    encode, peek_connect_version, sniff_connect, Ack, ConnAck, Connect, DecodeError, Decoder, Packet, PacketType,
+    ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe, SubscriptionOptions, MAX_PACKET_SIZE,
 };
 
 fn bytes(packets: &[Packet], version: ProtocolVersion) -> BytesMut {
@@ -46,7 +45,11 @@ fn server_learns_the_version_from_connect() {
 #[test]
 fn byte_at_a_time() {
     let version = ProtocolVersion::V5;
-    let packets = [connect(version), Packet::PingReq, Packet::Disconnect(Default::default())];
+    let packets = [
+        connect(version),
+        Packet::PingReq,
+        Packet::Disconnect(Default::default()),
+    ];
     let all = bytes(&packets, version);
     let mut decoder = Decoder::new(MAX_PACKET_SIZE);
     let mut buf = BytesMut::new();

@@ -4,8 +4,7 @@
 use bytes::BytesMut;
 use proptest::prelude::*;
 use skerry_codec::{
-    decode_packet, encode, encoded_len, sniff_connect, Decoder, Packet, ProtocolVersion,
-    MAX_PACKET_SIZE,
+    decode_packet, encode, encoded_len, sniff_connect, Decoder, Packet, ProtocolVersion, MAX_PACKET_SIZE,
 };
 
 use crate::strategies::{packet, version, versioned_packet};

@@ -9,11 +9,10 @@ use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 use skerry_codec::{
-    Ack, AckProperties, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect,
-    ConnectProperties, Disconnect, DisconnectProperties, LastWill, Packet, PacketType,
-    PayloadFormat, ProtocolVersion, Publish, PublishProperties, QoS, ReasonCode, RetainHandling,
-    SubAck, Subscribe, SubscribeProperties, SubscriptionOptions, UnsubAck, Unsubscribe,
-    UnsubscribeProperties, WillProperties,
+    Ack, AckProperties, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, ConnectProperties, Disconnect,
+    DisconnectProperties, LastWill, Packet, PacketType, PayloadFormat, ProtocolVersion, Publish, PublishProperties,
+    QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscribeProperties, SubscriptionOptions, UnsubAck,
+    Unsubscribe, UnsubscribeProperties, WillProperties,
 };
 
 pub(crate) fn version() -> impl Strategy<Value = ProtocolVersion> {
@@ -37,11 +36,7 @@ fn packet_id() -> impl Strategy<Value = NonZeroU16> {
 }
 
 fn qos() -> impl Strategy<Value = QoS> {
-    prop_oneof![
-        Just(QoS::AtMostOnce),
-        Just(QoS::AtLeastOnce),
-        Just(QoS::ExactlyOnce)
-    ]
+    prop_oneof![Just(QoS::AtMostOnce), Just(QoS::AtLeastOnce), Just(QoS::ExactlyOnce)]
 }
 
 pub(crate) fn topic_name() -> impl Strategy<Value = String> {
@@ -117,7 +112,11 @@ fn v5_only<T: Default + Clone + std::fmt::Debug + 'static>(
 fn connect_properties() -> impl Strategy<Value = ConnectProperties> {
     (
         (option::of(any::<u32>()), option::of(nz16()), option::of(nz32())),
-        (option::of(any::<u16>()), option::of(any::<bool>()), option::of(any::<bool>())),
+        (
+            option::of(any::<u16>()),
+            option::of(any::<bool>()),
+            option::of(any::<bool>()),
+        ),
         (user_properties(), option::of(text()), option::of(binary())),
     )
         .prop_map(|((sei, rm, mps), (tam, rri, rpi), (user, method, data))| {
@@ -138,7 +137,11 @@ fn connect_properties() -> impl Strategy<Value = ConnectProperties> {
 
 fn will_properties() -> impl Strategy<Value = WillProperties> {
     (
-        (option::of(any::<u32>()), option::of(payload_format()), option::of(any::<u32>())),
+        (
+            option::of(any::<u32>()),
+            option::of(payload_format()),
+            option::of(any::<u32>()),
+        ),
         (option::of(text()), option::of(topic_name()), option::of(binary())),
         user_properties(),
     )
@@ -154,15 +157,20 @@ fn will_properties() -> impl Strategy<Value = WillProperties> {
 }
 
 fn will(version: ProtocolVersion) -> impl Strategy<Value = LastWill> {
-    (topic_name(), binary(), qos(), any::<bool>(), v5_only(version, will_properties())).prop_map(
-        |(topic, payload, qos, retain, properties)| LastWill {
+    (
+        topic_name(),
+        binary(),
+        qos(),
+        any::<bool>(),
+        v5_only(version, will_properties()),
+    )
+        .prop_map(|(topic, payload, qos, retain, properties)| LastWill {
             topic: topic.into(),
             payload,
             qos,
             retain,
             properties,
-        },
-    )
+        })
 }
 
 fn connect(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
@@ -201,13 +209,23 @@ fn connack_properties() -> impl Strategy<Value = ConnAckProperties> {
     );
     let max_qos = option::of(prop_oneof![Just(QoS::AtMostOnce), Just(QoS::AtLeastOnce)]);
     (
-        (option::of(any::<u32>()), option::of(nz16()), max_qos, option::of(nz32())),
+        (
+            option::of(any::<u32>()),
+            option::of(nz16()),
+            max_qos,
+            option::of(nz32()),
+        ),
         (option::of(text()), option::of(any::<u16>()), option::of(text())),
         (user_properties(), flags, option::of(any::<u16>())),
-        (option::of(text()), option::of(text()), option::of(text()), option::of(binary())),
+        (
+            option::of(text()),
+            option::of(text()),
+            option::of(text()),
+            option::of(binary()),
+        ),
     )
-        .prop_map(|((sei, rm, mq, mps), (aci, tam, rs), (user, f, ska), (ri, sr, am, ad))| {
-            ConnAckProperties {
+        .prop_map(
+            |((sei, rm, mq, mps), (aci, tam, rs), (user, f, ska), (ri, sr, am, ad))| ConnAckProperties {
                 session_expiry_interval: sei,
                 receive_maximum: rm,
                 maximum_qos: mq,
@@ -225,8 +243,8 @@ fn connack_properties() -> impl Strategy<Value = ConnAckProperties> {
                 server_reference: sr,
                 authentication_data: am.as_ref().and(ad),
                 authentication_method: am,
-            }
-        })
+            },
+        )
 }
 
 fn connack(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
@@ -251,7 +269,11 @@ fn connack(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
 
 fn publish_properties() -> impl Strategy<Value = PublishProperties> {
     (
-        (option::of(payload_format()), option::of(any::<u32>()), option::of(nz16())),
+        (
+            option::of(payload_format()),
+            option::of(any::<u32>()),
+            option::of(nz16()),
+        ),
         (option::of(topic_name()), option::of(binary()), user_properties()),
         (vec(subscription_id(), 0..3), option::of(text())),
     )
@@ -290,11 +312,9 @@ pub(crate) fn publish(version: ProtocolVersion) -> impl Strategy<Value = Publish
 }
 
 fn ack_properties() -> impl Strategy<Value = AckProperties> {
-    (option::of(text()), user_properties()).prop_map(|(reason_string, user_properties)| {
-        AckProperties {
-            reason_string,
-            user_properties,
-        }
+    (option::of(text()), user_properties()).prop_map(|(reason_string, user_properties)| AckProperties {
+        reason_string,
+        user_properties,
     })
 }
 
@@ -304,13 +324,11 @@ fn ack(version: ProtocolVersion, packet: PacketType) -> impl Strategy<Value = Ac
     } else {
         Just(ReasonCode::Success).boxed()
     };
-    (packet_id(), code, v5_only(version, ack_properties())).prop_map(
-        |(packet_id, reason, properties)| Ack {
-            packet_id,
-            reason,
-            properties,
-        },
-    )
+    (packet_id(), code, v5_only(version, ack_properties())).prop_map(|(packet_id, reason, properties)| Ack {
+        packet_id,
+        reason,
+        properties,
+    })
 }
 
 fn subscription_options(version: ProtocolVersion) -> BoxedStrategy<SubscriptionOptions> {
@@ -333,11 +351,9 @@ fn subscription_options(version: ProtocolVersion) -> BoxedStrategy<SubscriptionO
 }
 
 fn subscribe(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
-    let props = (option::of(subscription_id()), user_properties()).prop_map(|(id, user)| {
-        SubscribeProperties {
-            subscription_identifier: id,
-            user_properties: user,
-        }
+    let props = (option::of(subscription_id()), user_properties()).prop_map(|(id, user)| SubscribeProperties {
+        subscription_identifier: id,
+        user_properties: user,
     });
     let filters = vec((topic_filter(), subscription_options(version)), 1..4);
     (packet_id(), filters, v5_only(version, props)).prop_map(|(packet_id, filters, properties)| {
@@ -377,31 +393,25 @@ fn suback(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
 }
 
 fn unsubscribe(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
-    let props = user_properties().prop_map(|user_properties| UnsubscribeProperties {
-        user_properties,
-    });
-    (packet_id(), vec(topic_filter(), 1..4), v5_only(version, props)).prop_map(
-        |(packet_id, filters, properties)| {
-            Packet::Unsubscribe(Unsubscribe {
-                packet_id,
-                filters,
-                properties,
-            })
-        },
-    )
+    let props = user_properties().prop_map(|user_properties| UnsubscribeProperties { user_properties });
+    (packet_id(), vec(topic_filter(), 1..4), v5_only(version, props)).prop_map(|(packet_id, filters, properties)| {
+        Packet::Unsubscribe(Unsubscribe {
+            packet_id,
+            filters,
+            properties,
+        })
+    })
 }
 
 fn unsuback(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
     let codes = v5_only(version, vec(reason(PacketType::UnsubAck), 0..4));
-    (packet_id(), codes, v5_only(version, ack_properties())).prop_map(
-        |(packet_id, reason_codes, properties)| {
-            Packet::UnsubAck(UnsubAck {
-                packet_id,
-                reason_codes,
-                properties,
-            })
-        },
-    )
+    (packet_id(), codes, v5_only(version, ack_properties())).prop_map(|(packet_id, reason_codes, properties)| {
+        Packet::UnsubAck(UnsubAck {
+            packet_id,
+            reason_codes,
+            properties,
+        })
+    })
 }
 
 fn disconnect(version: ProtocolVersion) -> BoxedStrategy<Packet> {
@@ -426,15 +436,19 @@ fn disconnect(version: ProtocolVersion) -> BoxedStrategy<Packet> {
 }
 
 fn auth() -> impl Strategy<Value = Packet> {
-    let props = (option::of(text()), option::of(binary()), option::of(text()), user_properties())
+    let props = (
+        option::of(text()),
+        option::of(binary()),
+        option::of(text()),
+        user_properties(),
+    )
         .prop_map(|(am, ad, rs, user)| AuthProperties {
             authentication_data: am.as_ref().and(ad),
             authentication_method: am,
             reason_string: rs,
             user_properties: user,
         });
-    (reason(PacketType::Auth), props)
-        .prop_map(|(reason, properties)| Packet::Auth(Auth { reason, properties }))
+    (reason(PacketType::Auth), props).prop_map(|(reason, properties)| Packet::Auth(Auth { reason, properties }))
 }
 
 /// Any packet `version` can carry.

@@ -1,0 +1,30 @@
+//! Helpers for Skerry's end-to-end tests: the built binary, broker nodes
+//! started in-process on ephemeral ports, and a raw MQTT client built on the
+//! codec for the packets friendly clients never send.
+
+pub mod broker;
+pub mod raw;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Path of the `skerry` binary built by this workspace (`cargo build`
+/// puts it next to the test binary's `deps/` folder).
+pub fn skerry_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let bin = dir.join(format!("skerry{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.is_file(), "{} is missing: run the tests with `bash tests/run` (it builds the binary first)", bin.display());
+    bin
+}
+
+/// Runs `skerry ARGS...` to completion and returns its output.
+pub fn skerry(args: &[&str]) -> Output {
+    Command::new(skerry_bin()).args(args).output().expect("spawn skerry")
+}
+
+/// Whether an outside tool is installed; tests that need one say so and skip
+/// only when it is absent (`tests/run` installs them).
+pub fn have(tool: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
+}
