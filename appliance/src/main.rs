@@ -4,6 +4,7 @@
 mod ca;
 mod config_cmd;
 mod logging;
+mod passwd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ enum Command {
     /// The bundled certificate authority: create a CA, issue server and device
     /// certificates, revoke them, publish a CRL.
     Ca(ca::CaArgs),
+    /// Add a user to the broker's users file, change a password, or delete a user.
+    Passwd(passwd::PasswdArgs),
 }
 
 /// Loads `path`, or the embedded defaults when no file is named.
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Config(cmd) => config_cmd::run(cmd),
         Command::Ca(args) => ca::run(args),
+        Command::Passwd(args) => passwd::run(args),
     };
     match result {
         Ok(code) => code,
