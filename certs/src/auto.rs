@@ -91,16 +91,8 @@ pub fn ensure_server_cert(
         Err(reason) => reason,
     };
     fs::create_dir_all(out_dir).map_err(CaError::io(out_dir))?;
-    let cn = match first {
-        San::Dns(d) => d.clone(),
-        San::Ip(ip) => ip.to_string(),
-    };
-    let mut req = IssueRequest::server(cn, sans.to_vec()).out(out_dir.join("server"));
-    req.overwrite = true;
-    let mut validity = Validity::days(DEFAULT_LEAF_DAYS);
-    validity.not_after = validity.not_after.min(ca.validity().not_after);
-    req.validity = Some(validity);
-    let issued = ca.issue(&req)?;
+    let validity = auto_validity(&ca);
+    let issued = ca.issue(&auto_request(out_dir, first, sans, validity))?;
     tracing::info!(
         serial = %issued.entry.serial,
         path = %cert_path.display(),
@@ -119,6 +111,27 @@ pub fn ensure_server_cert(
         not_after: validity.not_after,
         reissued: Some(reason),
     })
+}
+
+/// A year, or until the CA expires if that is sooner: an automatic
+/// certificate should not stop the node from starting near the CA's end.
+fn auto_validity(ca: &Ca) -> Validity {
+    let mut validity = Validity::days(DEFAULT_LEAF_DAYS);
+    validity.not_after = validity.not_after.min(ca.validity().not_after);
+    validity
+}
+
+/// The server certificate for `sans`, named after the first of them,
+/// replacing `out_dir/server.crt` and `server.key`.
+fn auto_request(out_dir: &Path, first: &San, sans: &[San], validity: Validity) -> IssueRequest {
+    let cn = match first {
+        San::Dns(d) => d.clone(),
+        San::Ip(ip) => ip.to_string(),
+    };
+    let mut req = IssueRequest::server(cn, sans.to_vec()).out(out_dir.join("server"));
+    req.overwrite = true;
+    req.validity = Some(validity);
+    req
 }
 
 /// `Ok(not_after)` when the files can stay, else why not.

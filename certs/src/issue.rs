@@ -203,30 +203,12 @@ impl Ca {
         material: &KeyMaterial,
         renewed_from: Option<Serial>,
     ) -> Result<Issued> {
-        self.check_valid_now()?;
-        let validity = req.validity.unwrap_or_else(|| Validity::days(DEFAULT_LEAF_DAYS));
-        validity.check()?;
-        if validity.not_after > self.validity.not_after {
-            return Err(CaError::OutlivesCa {
-                not_after: validity.not_after,
-                ca_not_after: self.validity.not_after,
-            });
-        }
-        let cn = req
-            .common_name
-            .clone()
-            .or(material.requested_cn.clone())
-            .unwrap_or_default();
-        check_name("CN", &cn)?;
-        if let Some(ou) = &req.ou {
-            check_name("OU", ou)?;
-        }
-        let sans = resolve_sans(req.kind, &cn, &req.sans)?;
-        let outputs = output_paths(req.out.as_deref(), material.private.is_some());
-        if !req.overwrite {
-            outputs.iter().try_for_each(|(p, _, _)| store::ensure_absent(p))?;
-        }
-
+        let Plan {
+            validity,
+            cn,
+            sans,
+            outputs,
+        } = self.plan(req, material)?;
         let _lock = self.lock()?;
         let serial = self.fresh_serial()?;
         let entry = IndexEntry {
@@ -260,6 +242,39 @@ impl Ca {
             entry,
             cert_pem,
             key_pem,
+        })
+    }
+
+    /// Every check that can fail before anything is written.
+    fn plan(&self, req: &IssueRequest, material: &KeyMaterial) -> Result<Plan> {
+        self.check_valid_now()?;
+        let validity = req.validity.unwrap_or_else(|| Validity::days(DEFAULT_LEAF_DAYS));
+        validity.check()?;
+        if validity.not_after > self.validity.not_after {
+            return Err(CaError::OutlivesCa {
+                not_after: validity.not_after,
+                ca_not_after: self.validity.not_after,
+            });
+        }
+        let cn = req
+            .common_name
+            .clone()
+            .or(material.requested_cn.clone())
+            .unwrap_or_default();
+        check_name("CN", &cn)?;
+        if let Some(ou) = &req.ou {
+            check_name("OU", ou)?;
+        }
+        let sans = resolve_sans(req.kind, &cn, &req.sans)?;
+        let outputs = output_paths(req.out.as_deref(), material.private.is_some());
+        if !req.overwrite {
+            outputs.iter().try_for_each(|(p, _, _)| store::ensure_absent(p))?;
+        }
+        Ok(Plan {
+            validity,
+            cn,
+            sans,
+            outputs,
         })
     }
 
@@ -309,6 +324,14 @@ impl Ca {
         }
         result
     }
+}
+
+/// A checked request: what [`Ca::issue_with`] signs and writes.
+struct Plan {
+    validity: Validity,
+    cn: String,
+    sans: Vec<San>,
+    outputs: Vec<(PathBuf, &'static str, u32)>,
 }
 
 /// `(path, extension, mode)` for each file a command writes, key first.

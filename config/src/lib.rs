@@ -7,6 +7,7 @@
 //! Relative paths in a file are resolved against the file's directory.
 
 mod error;
+mod lb;
 mod model;
 mod raw;
 mod span;
@@ -16,6 +17,7 @@ mod validate;
 use std::path::Path;
 
 pub use error::{ConfigError, LoadError};
+pub use lb::*;
 pub use model::*;
 pub use span::Pos;
 
@@ -42,6 +44,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, LoadError> {
     let raw = deserialize(text, &spans)?;
     let mut cx = validate::Ctx::new(&spans, base);
     let config = validate::build(raw, &mut cx);
+    cx.errors.sort_by_key(|e| (e.pos.line, e.pos.col));
     if cx.errors.is_empty() {
         Ok(config)
     } else {

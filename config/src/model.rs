@@ -20,6 +20,8 @@ pub struct Config {
     pub ca: Ca,
     /// Broker nodes run by this process.
     pub broker: Broker,
+    /// The load balancer, when this host runs one.
+    pub lb: Option<crate::lb::Lb>,
 }
 
 /// `logging`: what the process writes to stderr.

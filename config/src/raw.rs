@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use crate::lb::{Balance, Compat, HealthKind, OnMarkedDown, ProxyMode};
 use crate::model::{Access, LogFormat, QueueType, SharedPolicy, Transport};
 
 /// A scalar kept as the text the operator wrote (`30s`, `1883`, `0.0.0.0:1883`).
@@ -46,6 +47,7 @@ pub(crate) struct RawConfig {
     pub(crate) logging: Option<RawLogging>,
     pub(crate) ca: Option<RawCa>,
     pub(crate) broker: Option<RawBroker>,
+    pub(crate) lb: Option<RawLb>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,4 +138,81 @@ pub(crate) struct RawTls {
     pub(crate) require_certificate: Option<bool>,
     pub(crate) use_identity_as_username: Option<bool>,
     pub(crate) crl: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLb {
+    pub(crate) sniff_timeout: Option<Text>,
+    pub(crate) max_connect_size: Option<Text>,
+    pub(crate) grace_period: Option<Text>,
+    pub(crate) drain_window: Option<Text>,
+    pub(crate) max_connections: Option<u32>,
+    pub(crate) max_connections_per_ip: Option<u32>,
+    pub(crate) connect_rate: Option<Text>,
+    pub(crate) connect_rate_per_ip: Option<Text>,
+    pub(crate) listeners: Vec<RawLbListener>,
+    pub(crate) pools: Vec<RawPool>,
+    pub(crate) rate_classes: Option<Vec<RawRateClass>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLbListener {
+    pub(crate) name: Option<String>,
+    pub(crate) bind: Text,
+    pub(crate) pool: String,
+    pub(crate) tls: Option<RawTls>,
+    pub(crate) proxy_protocol: Option<RawProxy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPool {
+    pub(crate) name: String,
+    pub(crate) balance: Option<Balance>,
+    pub(crate) balance_factor: Option<u32>,
+    pub(crate) proxy_protocol: Option<ProxyMode>,
+    pub(crate) compat: Option<Compat>,
+    pub(crate) send_client_cert: Option<bool>,
+    pub(crate) connect_timeout: Option<Text>,
+    pub(crate) on_marked_down: Option<OnMarkedDown>,
+    pub(crate) health_check: Option<RawHealthCheck>,
+    pub(crate) members: Vec<RawMember>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealthCheck {
+    pub(crate) kind: Option<HealthKind>,
+    pub(crate) interval: Option<Text>,
+    pub(crate) timeout: Option<Text>,
+    pub(crate) rise: Option<u32>,
+    pub(crate) fall: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMember {
+    pub(crate) name: String,
+    pub(crate) address: Text,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateClass {
+    pub(crate) name: String,
+    #[serde(rename = "match")]
+    pub(crate) matches: Option<RawClassMatch>,
+    pub(crate) bandwidth_in: Option<Text>,
+    pub(crate) bandwidth_out: Option<Text>,
+    pub(crate) connect_rate: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClassMatch {
+    pub(crate) cn: Option<String>,
+    pub(crate) username: Option<String>,
+    pub(crate) client_id_prefix: Option<String>,
 }

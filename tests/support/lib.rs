@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod raw;
+pub mod stream;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -33,7 +33,7 @@ pub enum ListenerError {
         /// Name of the listener.
         listener: String,
         /// What is wrong, with the file at fault.
-        source: TlsError,
+        source: Box<TlsError>,
     },
 }
 

@@ -45,7 +45,7 @@ impl Handshake {
             (Some(files), true) => Some(TlsAcceptor::from(tls::server_config(files).map_err(|source| {
                 ListenerError::Tls {
                     listener: cfg.name.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             })?)),
             (None, true) => {

@@ -33,6 +33,8 @@ const BUFFER_SIZE: usize = 8 * 1024;
 
 /// Answers the HTTP upgrade on `stream` if it asks for `path` with the
 /// `mqtt` subprotocol; other requests get a 404 or 400 and fail.
+// The large error is the HTTP refusal tungstenite's `Callback` returns.
+#[allow(clippy::result_large_err)]
 pub(super) async fn upgrade<S>(stream: S, path: &str, max_packet_size: u32) -> Result<WsStream<S>, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -54,6 +56,7 @@ where
 }
 
 /// Accepts only `path`, and only with `mqtt` among the offered subprotocols.
+#[allow(clippy::result_large_err)]
 fn check_request(path: &str, request: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
     if request.uri().path() != path {
         return Err(refusal(StatusCode::NOT_FOUND, "no MQTT endpoint at this path"));

@@ -85,7 +85,7 @@ fn unknown_serial_and_cn_are_named() {
 fn revoking_twice_is_an_error() {
     let (_tmp, mut ca) = new_ca();
     let issued = ca.issue(&IssueRequest::client("dev")).expect("issue");
-    let sel = Selector::Serial(issued.entry.serial.clone());
+    let sel = Selector::Serial(issued.entry.serial);
     ca.revoke(&sel, RevocationReason::KeyCompromise).expect("first");
     let dir = ca.dir().to_owned();
     let err = fails_cleanly(&dir, || ca.revoke(&sel, RevocationReason::KeyCompromise).map(drop));

@@ -92,7 +92,7 @@ fn renew_keeps_subject_and_names_with_a_new_serial_and_key() {
         vec![San::Dns("broker.local".into()), San::Ip([10, 0, 0, 5].into())],
     );
     req.validity = Some(Validity::days(30));
-    let old = ca.issue(&req.clone().out(tmp.path().join("old"))).expect("issue");
+    let old = ca.issue(&req.out(tmp.path().join("old"))).expect("issue");
     let new = ca
         .renew(
             &Selector::Cn("broker".into()),
@@ -135,7 +135,7 @@ fn renewing_a_csr_cert_keeps_the_device_key() {
         ))
         .expect("sign");
     let new = ca
-        .renew(&Selector::Serial(old.entry.serial.clone()), None, None, false)
+        .renew(&Selector::Serial(old.entry.serial), None, None, false)
         .expect("renew");
     assert!(new.key_pem.is_none() && new.entry.from_csr);
     let der = crate::parse_certificates(new.cert_pem.as_bytes(), std::path::Path::new("m"))

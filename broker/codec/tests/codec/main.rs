@@ -3,6 +3,7 @@
 //! the decoder must refuse, and the connection-level decoder and sniffer.
 
 mod decoder;
+mod encode;
 mod malformed;
 mod roundtrip;
 mod strategies;

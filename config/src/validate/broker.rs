@@ -1,135 +1,18 @@
-//! Raw -> validated. Every check runs, and every problem is collected with
-//! its key path and position, so `skerry config check` lists them all.
+//! The `broker` section: nodes, listeners, limits, auth.
 
 use std::collections::HashMap;
-use std::fmt::Display;
-use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroU32};
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::path::PathBuf;
 
-use crate::error::ConfigError;
 use ipnet::IpNet;
 
-use crate::model::{
-    AclRule, Broker, Ca, Config, Listener, Logging, Node, ProxyProtocol, Sessions, TlsFiles, Transport,
-};
-use crate::raw::{RawAclRule, RawBroker, RawConfig, RawListener, RawNode, RawProxy, RawSessions, RawTls, Text};
-use crate::span::{join, SpanIndex};
-use crate::units::{ByteSize, Duration, Rate, UnitError};
+use super::{claim_port, Ctx};
+use crate::model::{AclRule, Broker, Listener, Node, ProxyProtocol, Sessions, TlsFiles, Transport};
+use crate::raw::{RawAclRule, RawBroker, RawListener, RawNode, RawProxy, RawSessions, RawTls};
+use crate::span::join;
+use crate::units::{ByteSize, Duration, Rate};
 
-/// Collects errors while raw values are turned into validated ones.
-pub(crate) struct Ctx<'a> {
-    spans: &'a SpanIndex,
-    /// Relative paths in the file are resolved against this directory.
-    base: &'a Path,
-    /// Every listener address seen so far, with its key path.
-    binds: Vec<(SocketAddr, String)>,
-    pub(crate) errors: Vec<ConfigError>,
-}
-
-impl<'a> Ctx<'a> {
-    pub(crate) fn new(spans: &'a SpanIndex, base: &'a Path) -> Self {
-        Self {
-            spans,
-            base,
-            binds: Vec::new(),
-            errors: Vec::new(),
-        }
-    }
-
-    fn error(&mut self, path: &str, message: impl Display) {
-        let pos = self.spans.find(path);
-        self.errors.push(ConfigError {
-            path: path.to_owned(),
-            pos,
-            message: message.to_string(),
-        });
-    }
-
-    /// Parses a unit value; on failure records `"<text>" is not <expected>`.
-    fn unit<T: FromStr<Err = UnitError>>(&mut self, path: &str, text: &Text) -> Option<T> {
-        match text.0.parse() {
-            Ok(v) => Some(v),
-            Err(UnitError(expected)) => {
-                self.error(path, format_args!("{:?} is not {expected}", text.0));
-                None
-            }
-        }
-    }
-
-    /// A unit value that falls back to `default` when absent (or invalid, after recording the error).
-    fn unit_or<T: FromStr<Err = UnitError>>(&mut self, path: &str, text: Option<Text>, default: T) -> T {
-        text.and_then(|t| self.unit(path, &t)).unwrap_or(default)
-    }
-
-    fn socket_addr(&mut self, path: &str, text: &Text) -> Option<SocketAddr> {
-        let parsed = text.0.parse().ok();
-        if parsed.is_none() {
-            self.error(
-                path,
-                format_args!(
-                    "{:?} is not a socket address (expected IP:PORT, e.g. 0.0.0.0:1883 or [::]:1883)",
-                    text.0
-                ),
-            );
-        }
-        parsed
-    }
-
-    fn path_buf(&self, p: &Path) -> PathBuf {
-        self.base.join(p)
-    }
-
-    /// A file that must exist when the process starts.
-    fn existing_file(&mut self, path: &str, p: &Path) -> PathBuf {
-        let full = self.path_buf(p);
-        if !full.is_file() {
-            self.error(path, format_args!("file {} does not exist", full.display()));
-        }
-        full
-    }
-}
-
-/// Builds the validated configuration, or every error found.
-pub(crate) fn build(raw: RawConfig, cx: &mut Ctx<'_>) -> Config {
-    let logging = raw.logging.map_or_else(Logging::default, |l| {
-        let mut logging = Logging::default();
-        if let Some(level) = l.level {
-            check_log_filter(cx, &level);
-            logging.level = level;
-        }
-        logging.format = l.format.unwrap_or(logging.format);
-        logging
-    });
-    let ca = Ca {
-        dir: raw
-            .ca
-            .and_then(|c| c.dir)
-            .map_or_else(|| cx.path_buf(&Ca::default().dir), |d| cx.path_buf(&d)),
-    };
-    let broker = raw.broker.map(|b| broker(cx, b)).unwrap_or_default();
-    Config { logging, ca, broker }
-}
-
-const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
-
-fn check_log_filter(cx: &mut Ctx<'_>, filter: &str) {
-    for directive in filter.split(',').map(str::trim) {
-        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
-        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
-            cx.error(
-                "logging.level",
-                format_args!(
-                    "{directive:?} is not a log level (expected one of {} or target=level)",
-                    LEVELS.join(", ")
-                ),
-            );
-        }
-    }
-}
-
-fn broker(cx: &mut Ctx<'_>, raw: RawBroker) -> Broker {
+pub(super) fn broker(cx: &mut Ctx<'_>, raw: RawBroker) -> Broker {
     let d = Broker::default();
     let max_message_rate = raw
         .max_message_rate
@@ -356,7 +239,7 @@ fn websocket_path(cx: &mut Ctx<'_>, path: &str, transport: Transport, raw: Optio
     }
 }
 
-fn proxy(cx: &mut Ctx<'_>, path: &str, raw: &RawProxy) -> ProxyProtocol {
+pub(super) fn proxy(cx: &mut Ctx<'_>, path: &str, raw: &RawProxy) -> ProxyProtocol {
     let trusted_path = join(path, "trusted");
     if raw.trusted.is_empty() {
         cx.error(
@@ -388,7 +271,7 @@ fn proxy(cx: &mut Ctx<'_>, path: &str, raw: &RawProxy) -> ProxyProtocol {
     }
 }
 
-fn tls(cx: &mut Ctx<'_>, path: &str, transport: Transport, raw: Option<RawTls>) -> Option<TlsFiles> {
+pub(super) fn tls(cx: &mut Ctx<'_>, path: &str, transport: Transport, raw: Option<RawTls>) -> Option<TlsFiles> {
     let tls_path = join(path, "tls");
     let raw = match (transport.is_tls(), raw) {
         (false, Some(_)) => {
@@ -451,19 +334,4 @@ fn tls(cx: &mut Ctx<'_>, path: &str, transport: Transport, raw: Option<RawTls>) 
         use_identity_as_username,
         crl,
     })
-}
-
-/// Two listeners cannot share a port when their addresses overlap (the
-/// same IP, or either is the wildcard address).
-fn claim_port(cx: &mut Ctx<'_>, path: String, a: SocketAddr) {
-    let overlaps = |b: &SocketAddr| {
-        a.port() == b.port()
-            && a.port() != 0
-            && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
-    };
-    if let Some((_, other)) = cx.binds.iter().find(|(b, _)| overlaps(b)) {
-        let message = format!("port {} is already used by {other}", a.port());
-        cx.error(&path, message);
-    }
-    cx.binds.push((a, path));
 }
