@@ -2,5 +2,6 @@
 //! ephemeral ports, real clients. One module per area.
 
 mod ca;
+mod broker_hostile;
 mod broker_rumqttc;
 mod config;

@@ -18,12 +18,16 @@ use crate::index::{San, Status};
 use crate::inspect::read_certificates;
 use crate::issue::{IssueRequest, DEFAULT_LEAF_DAYS};
 use crate::serial::Serial;
-use crate::store;
+use crate::store::{self, DirLock};
 
 /// File name of the auto-issued certificate inside the output directory.
 pub const SERVER_CERT_FILE: &str = "server.crt";
 /// File name of its private key.
 pub const SERVER_KEY_FILE: &str = "server.key";
+
+/// Serializes [`ensure_server_cert`] calls on one output directory; a file
+/// of its own, so an output directory that is also the CA directory works.
+const AUTO_LOCK: &str = ".server-cert.lock";
 
 /// Why [`ensure_server_cert`] issued a new certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +83,10 @@ pub fn ensure_server_cert(
     let renew_before = time::Duration::try_from(renew_before).map_err(|e| CaError::InvalidValidity {
         detail: format!("renewal window: {e}"),
     })?;
+    fs::create_dir_all(out_dir).map_err(CaError::io(out_dir))?;
+    // Two nodes sharing `out_dir` must not interleave their key and
+    // certificate writes; the CA directory has its own lock.
+    let _out_lock = DirLock::acquire_file(&out_dir.join(AUTO_LOCK))?;
     let reason = match check_existing(&ca, &cert_path, &key_path, sans, renew_before) {
         Ok(not_after) => {
             return Ok(ServerCert {
@@ -90,7 +98,6 @@ pub fn ensure_server_cert(
         }
         Err(reason) => reason,
     };
-    fs::create_dir_all(out_dir).map_err(CaError::io(out_dir))?;
     let validity = auto_validity(&ca);
     let issued = ca.issue(&auto_request(out_dir, first, sans, validity))?;
     tracing::info!(

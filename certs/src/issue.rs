@@ -298,7 +298,8 @@ impl Ca {
             } else {
                 cert_pem
             };
-            result = store::write_atomic(path, body.as_bytes(), *mode, overwrite);
+            result =
+                store::create_parent(path).and_then(|()| store::write_atomic(path, body.as_bytes(), *mode, overwrite));
             if result.is_err() {
                 break;
             }

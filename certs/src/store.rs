@@ -66,6 +66,12 @@ pub(crate) fn ensure_absent(path: &Path) -> Result<()> {
     }
 }
 
+/// Creates the directory an output goes into, so `--out /new/dir/dev` works.
+pub(crate) fn create_parent(path: &Path) -> Result<()> {
+    let dir = parent_dir(path);
+    fs::create_dir_all(&dir).map_err(CaError::io(dir))
+}
+
 /// Removes a file written earlier by a command that then failed. A failure
 /// here is not reported: the original error is the one the operator needs.
 pub(crate) fn remove_quietly(path: &Path) {
@@ -120,9 +126,16 @@ pub(crate) struct DirLock {
 }
 
 impl DirLock {
-    /// Blocks until this process holds the lock on `dir`.
+    /// Blocks until this process holds the lock on the CA directory `dir`.
     pub(crate) fn acquire(dir: &Path) -> Result<Self> {
-        let path = dir.join(LOCK);
+        Self::acquire_file(&dir.join(LOCK))
+    }
+
+    /// Blocks until this process holds the lock file `path` (created if
+    /// missing). Locks on different files never wait for each other, even
+    /// in one directory.
+    pub(crate) fn acquire_file(path: &Path) -> Result<Self> {
+        let path = path.to_owned();
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)

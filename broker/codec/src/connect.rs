@@ -249,7 +249,7 @@ pub(crate) fn encode(c: &Connect, buf: &mut BytesMut) -> Result<(), EncodeError>
         if v5 {
             property::encode(&will.properties, buf)?;
         }
-        put_str(buf, &will.topic, "will topic")?;
+        put_binary(buf, will.topic.as_bytes(), "will topic")?;
         put_binary(buf, &will.payload, "will payload")?;
     }
     if let Some(username) = &c.username {

@@ -6,7 +6,7 @@ use std::num::NonZeroU16;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::properties::PublishProperties;
-use crate::wire::{prefixed_len, put_str, Reader};
+use crate::wire::{prefixed_len, put_binary, Reader};
 use crate::{property, topic, ByteStr, DecodeError, EncodeError, PacketType, ProtocolVersion, QoS};
 
 /// A PUBLISH packet.
@@ -132,7 +132,7 @@ pub(crate) fn encode(p: &Publish, version: ProtocolVersion, buf: &mut BytesMut) 
     if p.dup && p.qos == QoS::AtMostOnce {
         return Err(invalid("DUP set on a QoS 0 message"));
     }
-    put_str(buf, &p.topic, "topic name")?;
+    put_binary(buf, p.topic.as_bytes(), "topic name")?;
     if let Some(id) = p.packet_id {
         buf.put_u16(id.get());
     }

@@ -14,7 +14,7 @@ use tracing::debug;
 use super::io::{ConnError, Framed};
 use super::Params;
 use crate::message::Delivery;
-use crate::node::{Attached, Ending, NodeShared};
+use crate::node::{Attached, Ending, Leaving, NodeShared};
 use crate::session::{Control, Session, SessionState};
 use crate::stats::NodeStats;
 
@@ -83,7 +83,7 @@ impl Conn {
             Ending::TakenOver(ref done) => Some(done.clone()),
             _ => None,
         };
-        node.detach(&session, state, rx, pending, ending, will, &p);
+        node.detach(&session, Leaving { state, rx, pending, ending: &ending, will }, &p);
         drop(control);
         if let Some(done) = done {
             done.notify_one();

@@ -28,7 +28,7 @@ impl Conn {
             Packet::PubComp(a) => self.on_ack(a.packet_id, QoS::ExactlyOnce).map(|()| Flow::Continue),
             Packet::PubRel(a) => self.on_pubrel(a.packet_id).map(|()| Flow::Continue),
             Packet::Subscribe(s) => self.on_subscribe(s).map(|()| Flow::Continue),
-            Packet::Unsubscribe(u) => self.on_unsubscribe(u).map(|()| Flow::Continue),
+            Packet::Unsubscribe(u) => self.on_unsubscribe(&u).map(|()| Flow::Continue),
             Packet::PingReq => self.send(&Packet::PingResp).map(|()| Flow::Continue),
             Packet::Disconnect(d) => Ok(self.on_disconnect(&d)),
             other => {
@@ -189,7 +189,7 @@ impl Conn {
         Ok(())
     }
 
-    fn on_unsubscribe(&mut self, u: Unsubscribe) -> Result<(), ConnError> {
+    fn on_unsubscribe(&mut self, u: &Unsubscribe) -> Result<(), ConnError> {
         let codes = u
             .filters
             .iter()

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub(crate) use sessions::{Attached, Ending};
+pub(crate) use sessions::{Attached, Ending, Leaving};
 
 use crate::auth::{Acl, Authenticator, Users, UsersError};
 use crate::listener::{ListenerError, MqttListener};

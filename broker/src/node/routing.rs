@@ -7,7 +7,7 @@ use skerry_codec::{QoS, SubscriptionOptions};
 
 use super::NodeShared;
 use crate::message::{Delivery, Message};
-use crate::router::{self, Destination, SubscribeOutcome};
+use crate::router::{self, Destination};
 use crate::session::{Session, SessionState, Subscription};
 use crate::stats::NodeStats;
 
@@ -106,7 +106,7 @@ impl NodeShared {
             .router
             .write()
             .subscribe(filter, Destination::Local(session.key), router_options)
-            .unwrap_or(SubscribeOutcome::default());
+            .unwrap_or_default();
         state.subscriptions.insert(filter.to_owned(), Subscription { options, id });
         Subscribed { replaced: outcome.replaced }
     }

@@ -69,6 +69,16 @@ pub(crate) enum Ending {
     TakenOver(Arc<Notify>),
 }
 
+/// What a connection hands back when it ends.
+pub(crate) struct Leaving<'a> {
+    pub(crate) state: SessionState,
+    pub(crate) rx: mpsc::Receiver<Delivery>,
+    /// Deliveries it had taken but not sent.
+    pub(crate) pending: VecDeque<Delivery>,
+    pub(crate) ending: &'a Ending,
+    pub(crate) will: Option<LastWill>,
+}
+
 /// What a connection gets when it attaches.
 pub(crate) struct Attached {
     pub(crate) session: Arc<Session>,
@@ -142,17 +152,8 @@ impl NodeShared {
     }
 
     /// Parks the state of a connection that ended, and handles expiry and will.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn detach(
-        self: &Arc<Self>,
-        session: &Arc<Session>,
-        state: SessionState,
-        mut rx: mpsc::Receiver<Delivery>,
-        pending: VecDeque<Delivery>,
-        ending: Ending,
-        will: Option<LastWill>,
-        p: &Params,
-    ) {
+    pub(crate) fn detach(self: &Arc<Self>, session: &Arc<Session>, leaving: Leaving<'_>, p: &Params) {
+        let Leaving { state, mut rx, pending, ending, will } = leaving;
         let mut inner = session.inner.lock();
         inner.link = None;
         rx.close();

@@ -62,3 +62,33 @@ fn needs_at_least_one_name() {
     let err = ensure_server_cert(ca.dir(), tmp.path(), &[], MONTH).expect_err("no sans");
     assert!(err.to_string().contains("at least one DNS name or IP address"), "{err}");
 }
+
+#[test]
+fn concurrent_callers_issue_once_and_leave_a_matching_pair() {
+    let (tmp, ca) = new_ca();
+    let out = tmp.path().join("tls");
+    let sans = vec![San::Dns("node.local".into())];
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (dir, out, sans) = (ca.dir().to_owned(), out.clone(), sans.clone());
+            std::thread::spawn(move || ensure_server_cert(&dir, &out, &sans, MONTH).expect("ensure"))
+        })
+        .collect();
+    let results: Vec<_> = workers.into_iter().map(|w| w.join().expect("join")).collect();
+    assert_eq!(
+        results.iter().filter(|r| r.reissued.is_some()).count(),
+        1,
+        "{results:?}"
+    );
+    let again = ensure_server_cert(ca.dir(), &out, &sans, MONTH).expect("again");
+    assert_eq!(again.reissued, None, "certificate and key match");
+    assert_eq!(crate::Ca::open(ca.dir()).expect("open").entries().len(), 1);
+}
+
+#[test]
+fn the_output_may_be_the_ca_directory_itself() {
+    let (_tmp, ca) = new_ca();
+    let sans = [San::Ip([127, 0, 0, 1].into())];
+    let cert = ensure_server_cert(ca.dir(), ca.dir(), &sans, MONTH).expect("no self-deadlock");
+    assert_eq!(cert.cert_path, ca.dir().join(crate::SERVER_CERT_FILE));
+}

@@ -143,9 +143,15 @@ fn garbage_csr_and_bad_names_are_refused() {
 fn an_unwritable_output_leaves_no_trace() {
     let (tmp, mut ca) = new_ca();
     let dir = ca.dir().to_owned();
-    let out = tmp.path().join("no-such-dir").join("dev");
+    // The output's directory cannot be created: a plain file is in the way.
+    std::fs::write(tmp.path().join("a-file"), b"").expect("write");
+    let out = tmp.path().join("a-file").join("dev");
     let err = fails_cleanly(&dir, || ca.issue(&IssueRequest::client("dev").out(&out)).map(drop));
     assert!(matches!(err, CaError::Io { .. }), "{err}");
+    // A missing directory is created.
+    let nested = tmp.path().join("new").join("dir").join("dev");
+    let issued = ca.issue(&IssueRequest::client("dev").out(&nested)).expect("issue");
+    assert!(issued.cert_path.is_some_and(|p| p.is_file()));
 }
 
 #[test]

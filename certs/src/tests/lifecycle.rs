@@ -144,3 +144,21 @@ fn renewing_a_csr_cert_keeps_the_device_key() {
     let (_, x509) = x509_parser::parse_x509_certificate(&der).expect("x509");
     assert_eq!(x509.public_key().raw, device_key.subject_public_key_info().as_slice());
 }
+
+#[test]
+fn concurrent_writers_lose_no_index_entry() {
+    let (_tmp, ca) = new_ca();
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let dir = ca.dir().to_owned();
+            std::thread::spawn(move || {
+                let mut ca = Ca::open(&dir).expect("open");
+                for i in 0..5 {
+                    ca.issue(&IssueRequest::client(format!("w{w}-{i}"))).expect("issue");
+                }
+            })
+        })
+        .collect();
+    workers.into_iter().for_each(|w| w.join().expect("join"));
+    assert_eq!(Ca::open(ca.dir()).expect("open").entries().len(), 20);
+}

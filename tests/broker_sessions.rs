@@ -1,0 +1,259 @@
+//! Session lifecycles of a broker node, end to end: wills and their delay,
+//! message expiry in offline queues, takeover, keep alive, session expiry
+//! and offline queue limits.
+
+use std::time::Duration;
+
+use skerry_codec::{Connect, LastWill, Packet, ProtocolVersion, QoS, ReasonCode, WillProperties};
+use skerry_tests::broker::TestBroker;
+use skerry_tests::raw::RawClient;
+
+use crate::broker_protocol::{
+    ack, client, connect, disconnect, expect_disconnect, message, next_publish, ping_barrier, publish, publish0,
+    subscribe, v5, v5_persistent,
+};
+
+/// A v5 CONNECT with a QoS 1 will on `will/<id>`, delayed `delay` seconds.
+fn with_will(mut c: Connect, delay: Option<u32>) -> Connect {
+    c.will = Some(LastWill {
+        topic: format!("will/{}", c.client_id).into(),
+        payload: "gone".into(),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: WillProperties { will_delay_interval: delay, ..Default::default() },
+    });
+    c
+}
+
+/// A client watching `will/#`.
+async fn watcher(broker: &TestBroker) -> RawClient {
+    let mut w = client(broker.tcp(), "watcher").await;
+    subscribe(&mut w, "will/#", QoS::AtLeastOnce).await;
+    w
+}
+
+/// Asserts the next message the watcher gets is `topic`.
+async fn expect_topic(w: &mut RawClient, topic: &str) {
+    let p = next_publish(w).await;
+    assert_eq!(p.topic.as_str(), topic);
+    ack(w, &p).await;
+}
+
+/// Publishes a marker on `will/end`: whatever the watcher gets before it
+/// was published before it.
+async fn expect_no_will(broker: &TestBroker, w: &mut RawClient) {
+    let mut marker = client(broker.tcp(), "marker").await;
+    publish(&mut marker, message("will/end", "", QoS::AtLeastOnce)).await;
+    expect_topic(w, "will/end").await;
+}
+
+#[tokio::test]
+async fn will_follows_how_the_connection_ended() {
+    let broker = TestBroker::start("").await;
+    let mut w = watcher(&broker).await;
+
+    let (c, _) = connect(broker.tcp(), with_will(v5("dropped"), None)).await;
+    drop(c);
+    expect_topic(&mut w, "will/dropped").await;
+
+    let (c, _) = connect(broker.tcp(), with_will(v5("normal"), None)).await;
+    disconnect(c, ReasonCode::Success).await;
+    expect_no_will(&broker, &mut w).await;
+
+    let (c, _) = connect(broker.tcp(), with_will(v5("asked"), None)).await;
+    disconnect(c, ReasonCode::DisconnectWithWillMessage).await;
+    expect_topic(&mut w, "will/asked").await;
+
+    // Only 0x00 discards the will (MQTT-3.14.4-3); an error reason does not.
+    let (c, _) = connect(broker.tcp(), with_will(v5("failed"), None)).await;
+    disconnect(c, ReasonCode::UnspecifiedError).await;
+    expect_topic(&mut w, "will/failed").await;
+
+    let (c, _) = connect(broker.tcp(), with_will(Connect::new(ProtocolVersion::V311, "v3"), None)).await;
+    drop(c);
+    expect_topic(&mut w, "will/v3").await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn delayed_will_waits_for_its_delay() {
+    let broker = TestBroker::start("").await;
+    let mut w = watcher(&broker).await;
+    let (c, _) = connect(broker.tcp(), with_will(v5_persistent("late", 60), Some(2))).await;
+    drop(c);
+    assert!(w.recv_within(Duration::from_secs(1)).await.is_err(), "will published before its delay");
+    expect_topic(&mut w, "will/late").await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn reconnecting_within_the_will_delay_cancels_the_will() {
+    let broker = TestBroker::start("").await;
+    let mut w = watcher(&broker).await;
+    let (c, _) = connect(broker.tcp(), with_will(v5_persistent("back", 60), Some(2))).await;
+    drop(c);
+    let (_c, ack) = connect(broker.tcp(), v5_persistent("back", 60)).await;
+    assert!(ack.session_present);
+    assert!(w.recv_within(Duration::from_secs(3)).await.is_err(), "will published after a reconnect");
+    expect_no_will(&broker, &mut w).await;
+    assert_eq!(broker.stat("will_published"), 0);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn will_delay_longer_than_the_session_is_cut_at_session_expiry() {
+    let broker = TestBroker::start("").await;
+    let mut w = watcher(&broker).await;
+    let (c, _) = connect(broker.tcp(), with_will(v5_persistent("short", 1), Some(30))).await;
+    drop(c);
+    expect_topic(&mut w, "will/short").await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn offline_messages_expire_and_carry_the_remaining_interval() {
+    let broker = TestBroker::start("").await;
+    let (mut sub, _) = connect(broker.tcp(), v5_persistent("sub", 60)).await;
+    subscribe(&mut sub, "exp/#", QoS::AtLeastOnce).await;
+    disconnect(sub, ReasonCode::Success).await;
+
+    let mut publisher = client(broker.tcp(), "pub").await;
+    for (topic, expiry) in [("exp/short", Some(1)), ("exp/none", None), ("exp/long", Some(100))] {
+        let mut m = message(topic, "", QoS::AtLeastOnce);
+        m.properties.message_expiry_interval = expiry;
+        publish(&mut publisher, m).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (mut sub, ack) = connect(broker.tcp(), v5_persistent("sub", 60)).await;
+    assert!(ack.session_present);
+    let none = next_publish(&mut sub).await;
+    assert_eq!((none.topic.as_str(), none.properties.message_expiry_interval), ("exp/none", None));
+    let long = next_publish(&mut sub).await;
+    assert_eq!(long.topic.as_str(), "exp/long");
+    let left = long.properties.message_expiry_interval.expect("remaining expiry");
+    assert!((50..100).contains(&left), "remaining expiry {left} of 100 after 2 s");
+    ping_barrier(&mut sub).await;
+    assert_eq!(broker.stat("queue_message_expired"), 1);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn second_connect_takes_the_session_over() {
+    let broker = TestBroker::start("").await;
+    let (mut first, _) = connect(broker.tcp(), v5_persistent("dup", 60)).await;
+    subscribe(&mut first, "tk/#", QoS::AtLeastOnce).await;
+    let (mut second, ack) = connect(broker.tcp(), v5_persistent("dup", 60)).await;
+    assert!(ack.session_present, "the persistent session is resumed");
+    expect_disconnect(&mut first, ReasonCode::SessionTakenOver).await;
+
+    let mut publisher = client(broker.tcp(), "pub").await;
+    publish(&mut publisher, message("tk/a", "x", QoS::AtLeastOnce)).await;
+    assert_eq!(next_publish(&mut second).await.topic.as_str(), "tk/a", "subscriptions survive");
+
+    // A clean start ends the old session instead.
+    let (mut third, ack) = connect(broker.tcp(), v5("dup")).await;
+    assert!(!ack.session_present);
+    expect_disconnect(&mut second, ReasonCode::SessionTakenOver).await;
+    subscribe(&mut third, "end", QoS::AtLeastOnce).await;
+    publish0(&mut publisher, "tk/b", "").await;
+    publish0(&mut publisher, "end", "").await;
+    assert_eq!(next_publish(&mut third).await.topic.as_str(), "end", "the old subscriptions are gone");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn silent_client_is_disconnected_after_one_and_a_half_keep_alives() {
+    let broker = TestBroker::start("").await;
+    let mut c = v5("silent");
+    c.keep_alive = 1;
+    let (mut silent, _) = connect(broker.tcp(), c).await;
+    assert!(silent.recv_within(Duration::from_millis(800)).await.is_err(), "closed before the keep alive");
+    expect_disconnect(&mut silent, ReasonCode::KeepAliveTimeout).await;
+
+    let mut c = v5("pinging");
+    c.keep_alive = 1;
+    let (mut pinging, _) = connect(broker.tcp(), c).await;
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ping_barrier(&mut pinging).await;
+    }
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn session_expiry_ends_the_session() {
+    let broker = TestBroker::start("").await;
+    let (mut c, _) = connect(broker.tcp(), v5_persistent("brief", 1)).await;
+    subscribe(&mut c, "se/#", QoS::AtLeastOnce).await;
+    disconnect(c, ReasonCode::Success).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (mut c, ack) = connect(broker.tcp(), v5_persistent("brief", 60)).await;
+    assert!(!ack.session_present, "the session expired");
+    subscribe(&mut c, "other/#", QoS::AtLeastOnce).await;
+    let mut publisher = client(broker.tcp(), "pub").await;
+    publish(&mut publisher, message("se/x", "", QoS::AtLeastOnce)).await;
+    publish(&mut publisher, message("other/x", "", QoS::AtLeastOnce)).await;
+    assert_eq!(next_publish(&mut c).await.topic.as_str(), "other/x", "the old subscription is gone");
+    assert_eq!(broker.stat("session_expired"), 1);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn v311_clean_session_leaves_nothing_behind() {
+    let broker = TestBroker::start("").await;
+    let v3 = |clean| Connect { clean_start: clean, ..Connect::new(ProtocolVersion::V311, "clean") };
+    let (mut c, _) = connect(broker.tcp(), v3(true)).await;
+    subscribe(&mut c, "cs/#", QoS::AtLeastOnce).await;
+    disconnect(c, ReasonCode::Success).await;
+
+    let (mut c, ack) = connect(broker.tcp(), v3(false)).await;
+    assert!(!ack.session_present);
+    let mut publisher = client(broker.tcp(), "pub").await;
+    subscribe(&mut c, "end", QoS::AtLeastOnce).await;
+    publish(&mut publisher, message("cs/x", "", QoS::AtLeastOnce)).await;
+    publish(&mut publisher, message("end", "", QoS::AtLeastOnce)).await;
+    assert_eq!(next_publish(&mut c).await.topic.as_str(), "end");
+    broker.stop().await;
+}
+
+/// Five QoS 1 messages for an offline session that keeps three; returns
+/// the payloads delivered on reconnect.
+async fn queue_of_three(queue_type: &str) -> Vec<String> {
+    let broker = TestBroker::start(&format!("  sessions:\n    max_offline_messages: 3\n    queue_type: {queue_type}")).await;
+    let (mut sub, _) = connect(broker.tcp(), v5_persistent("sub", 60)).await;
+    subscribe(&mut sub, "q/#", QoS::AtLeastOnce).await;
+    disconnect(sub, ReasonCode::Success).await;
+    let mut publisher = client(broker.tcp(), "pub").await;
+    for i in 0..5 {
+        publish(&mut publisher, message("q/x", &i.to_string(), QoS::AtLeastOnce)).await;
+    }
+    let (mut sub, _) = connect(broker.tcp(), v5_persistent("sub", 60)).await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let p = next_publish(&mut sub).await;
+        got.push(String::from_utf8(p.payload.to_vec()).expect("utf-8"));
+    }
+    ping_barrier(&mut sub).await;
+    assert_eq!(broker.stat("queue_message_drop"), 2);
+    broker.stop().await;
+    got
+}
+
+#[tokio::test]
+async fn full_offline_queue_drops_by_queue_type() {
+    assert_eq!(queue_of_three("fifo").await, ["0", "1", "2"], "fifo keeps the oldest");
+    assert_eq!(queue_of_three("lifo").await, ["2", "3", "4"], "lifo keeps the newest");
+}
+
+#[tokio::test]
+async fn oversized_payload_closes_the_connection() {
+    let broker = TestBroker::start("  max_message_size: 1KiB").await;
+    let mut c = client(broker.tcp(), "big").await;
+    let fits = "x".repeat(1000);
+    assert_eq!(publish(&mut c, message("big", &fits, QoS::AtLeastOnce)).await, ReasonCode::Success);
+    c.send(&Packet::Publish(message("big", &"x".repeat(2000), QoS::AtLeastOnce))).await;
+    expect_disconnect(&mut c, ReasonCode::PacketTooLarge).await;
+    broker.stop().await;
+}
