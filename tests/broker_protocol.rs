@@ -38,9 +38,9 @@ pub(crate) fn v5_persistent(id: &str, expiry: u32) -> Connect {
 
 /// Connects and asserts the CONNACK is a success.
 pub(crate) async fn connect(addr: SocketAddr, c: Connect) -> (RawClient, ConnAck) {
-    let (client, ack) = RawClient::connect(addr, c).await;
-    assert_eq!(ack.reason, ReasonCode::Success, "CONNACK {ack:?}");
-    (client, ack)
+    let (client, connack) = RawClient::connect(addr, c).await;
+    assert_eq!(connack.reason, ReasonCode::Success, "CONNACK {connack:?}");
+    (client, connack)
 }
 
 /// A clean v5 client.
@@ -165,8 +165,8 @@ async fn qos2_inbound_is_routed_once_across_a_reconnect_before_pubrel() {
     assert!(matches!(publisher.recv().await, Some(Packet::PubRec(a)) if a.packet_id == pid(7)));
     drop(publisher);
 
-    let (mut publisher, ack) = connect(broker.tcp(), v5_persistent("pub", 60)).await;
-    assert!(ack.session_present, "the publisher's session is resumed");
+    let (mut publisher, connack) = connect(broker.tcp(), v5_persistent("pub", 60)).await;
+    assert!(connack.session_present, "the publisher's session is resumed");
     p.dup = true;
     publisher.send(&Packet::Publish(p)).await;
     assert!(matches!(publisher.recv().await, Some(Packet::PubRec(a)) if a.packet_id == pid(7)), "PUBREC again");
@@ -196,8 +196,8 @@ async fn resent_after_reconnect(broker: &TestBroker, qos: QoS) -> (RawClient, Ra
     assert_eq!((first.qos, first.dup), (qos, false));
     drop(sub);
 
-    let (mut sub, ack) = connect(broker.tcp(), v5_persistent(&id, 60)).await;
-    assert!(ack.session_present);
+    let (mut sub, connack) = connect(broker.tcp(), v5_persistent(&id, 60)).await;
+    assert!(connack.session_present);
     let again = next_publish(&mut sub).await;
     assert!(again.dup, "a resend has DUP set");
     assert_eq!((again.packet_id, again.qos, topic(&again), again.payload.clone()), (first.packet_id, qos, "out/a", first.payload));
@@ -229,8 +229,8 @@ async fn qos1_outbound_is_resent_with_dup_until_acknowledged() {
     publish0(&mut publisher, "out/end", "").await;
     assert_eq!(topic(&next_publish(&mut sub).await), "out/end");
     drop(sub);
-    let (mut sub, ack) = connect(broker.tcp(), v5_persistent("sub-AtLeastOnce", 60)).await;
-    assert!(ack.session_present);
+    let (mut sub, connack) = connect(broker.tcp(), v5_persistent("sub-AtLeastOnce", 60)).await;
+    assert!(connack.session_present);
     ping_barrier(&mut sub).await;
     broker.stop().await;
 }
@@ -510,8 +510,8 @@ async fn shared_group_skips_offline_persistent_members() {
         assert_eq!(topic(&p), format!("w/{i}"));
         ack(&mut online, &p).await;
     }
-    let (mut away, ack) = connect(broker.tcp(), v5_persistent("away", 60)).await;
-    assert!(ack.session_present);
+    let (mut away, connack) = connect(broker.tcp(), v5_persistent("away", 60)).await;
+    assert!(connack.session_present);
     ping_barrier(&mut away).await;
     broker.stop().await;
 }

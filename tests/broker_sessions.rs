@@ -92,8 +92,8 @@ async fn reconnecting_within_the_will_delay_cancels_the_will() {
     let mut w = watcher(&broker).await;
     let (c, _) = connect(broker.tcp(), with_will(v5_persistent("back", 60), Some(2))).await;
     drop(c);
-    let (_c, ack) = connect(broker.tcp(), v5_persistent("back", 60)).await;
-    assert!(ack.session_present);
+    let (_c, connack) = connect(broker.tcp(), v5_persistent("back", 60)).await;
+    assert!(connack.session_present);
     assert!(w.recv_within(Duration::from_secs(3)).await.is_err(), "will published after a reconnect");
     expect_no_will(&broker, &mut w).await;
     assert_eq!(broker.stat("will_published"), 0);
@@ -125,8 +125,8 @@ async fn offline_messages_expire_and_carry_the_remaining_interval() {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let (mut sub, ack) = connect(broker.tcp(), v5_persistent("sub", 60)).await;
-    assert!(ack.session_present);
+    let (mut sub, connack) = connect(broker.tcp(), v5_persistent("sub", 60)).await;
+    assert!(connack.session_present);
     let none = next_publish(&mut sub).await;
     assert_eq!((none.topic.as_str(), none.properties.message_expiry_interval), ("exp/none", None));
     let long = next_publish(&mut sub).await;
@@ -143,8 +143,8 @@ async fn second_connect_takes_the_session_over() {
     let broker = TestBroker::start("").await;
     let (mut first, _) = connect(broker.tcp(), v5_persistent("dup", 60)).await;
     subscribe(&mut first, "tk/#", QoS::AtLeastOnce).await;
-    let (mut second, ack) = connect(broker.tcp(), v5_persistent("dup", 60)).await;
-    assert!(ack.session_present, "the persistent session is resumed");
+    let (mut second, connack) = connect(broker.tcp(), v5_persistent("dup", 60)).await;
+    assert!(connack.session_present, "the persistent session is resumed");
     expect_disconnect(&mut first, ReasonCode::SessionTakenOver).await;
 
     let mut publisher = client(broker.tcp(), "pub").await;
@@ -152,8 +152,8 @@ async fn second_connect_takes_the_session_over() {
     assert_eq!(next_publish(&mut second).await.topic.as_str(), "tk/a", "subscriptions survive");
 
     // A clean start ends the old session instead.
-    let (mut third, ack) = connect(broker.tcp(), v5("dup")).await;
-    assert!(!ack.session_present);
+    let (mut third, connack) = connect(broker.tcp(), v5("dup")).await;
+    assert!(!connack.session_present);
     expect_disconnect(&mut second, ReasonCode::SessionTakenOver).await;
     subscribe(&mut third, "end", QoS::AtLeastOnce).await;
     publish0(&mut publisher, "tk/b", "").await;
@@ -189,8 +189,8 @@ async fn session_expiry_ends_the_session() {
     disconnect(c, ReasonCode::Success).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let (mut c, ack) = connect(broker.tcp(), v5_persistent("brief", 60)).await;
-    assert!(!ack.session_present, "the session expired");
+    let (mut c, connack) = connect(broker.tcp(), v5_persistent("brief", 60)).await;
+    assert!(!connack.session_present, "the session expired");
     subscribe(&mut c, "other/#", QoS::AtLeastOnce).await;
     let mut publisher = client(broker.tcp(), "pub").await;
     publish(&mut publisher, message("se/x", "", QoS::AtLeastOnce)).await;
@@ -208,8 +208,8 @@ async fn v311_clean_session_leaves_nothing_behind() {
     subscribe(&mut c, "cs/#", QoS::AtLeastOnce).await;
     disconnect(c, ReasonCode::Success).await;
 
-    let (mut c, ack) = connect(broker.tcp(), v3(false)).await;
-    assert!(!ack.session_present);
+    let (mut c, connack) = connect(broker.tcp(), v3(false)).await;
+    assert!(!connack.session_present);
     let mut publisher = client(broker.tcp(), "pub").await;
     subscribe(&mut c, "end", QoS::AtLeastOnce).await;
     publish(&mut publisher, message("cs/x", "", QoS::AtLeastOnce)).await;

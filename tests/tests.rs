@@ -3,5 +3,9 @@
 
 mod ca;
 mod broker_hostile;
+mod broker_interop;
+mod broker_connect;
+mod broker_protocol;
 mod broker_rumqttc;
+mod broker_sessions;
 mod config;

@@ -308,4 +308,18 @@ pub struct TlsFiles {
     pub use_identity_as_username: bool,
     /// Certificate revocation list (PEM) checked for client certificates.
     pub crl: Option<PathBuf>,
+    /// Set when the bundled CA issues `cert` and `key` at start-up
+    /// (`tls: auto`); they are then files Skerry writes, not reads.
+    pub auto: Option<AutoTls>,
+}
+
+/// A server certificate issued by the bundled CA at start-up and renewed
+/// before it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoTls {
+    /// The CA directory (`ca.dir`).
+    pub ca_dir: PathBuf,
+    /// DNS names and IP addresses the certificate is for; empty means
+    /// `localhost`, `127.0.0.1` and the host name.
+    pub names: Vec<String>,
 }

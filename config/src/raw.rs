@@ -6,7 +6,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::lb::{Balance, Compat, HealthKind, OnMarkedDown, ProxyMode};
@@ -118,7 +119,7 @@ pub(crate) struct RawListener {
     pub(crate) send_buffer: Option<Text>,
     pub(crate) receive_buffer: Option<Text>,
     pub(crate) websocket_path: Option<String>,
-    pub(crate) tls: Option<RawTls>,
+    pub(crate) tls: Option<RawTlsSpec>,
     pub(crate) proxy_protocol: Option<RawProxy>,
 }
 
@@ -132,6 +133,8 @@ pub(crate) struct RawProxy {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTls {
+    pub(crate) auto: Option<bool>,
+    pub(crate) names: Option<Vec<String>>,
     pub(crate) cert: Option<PathBuf>,
     pub(crate) key: Option<PathBuf>,
     pub(crate) client_ca: Option<PathBuf>,
@@ -162,7 +165,7 @@ pub(crate) struct RawLbListener {
     pub(crate) name: Option<String>,
     pub(crate) bind: Text,
     pub(crate) pool: String,
-    pub(crate) tls: Option<RawTls>,
+    pub(crate) tls: Option<RawTlsSpec>,
     pub(crate) proxy_protocol: Option<RawProxy>,
 }
 
@@ -215,4 +218,40 @@ pub(crate) struct RawClassMatch {
     pub(crate) cn: Option<String>,
     pub(crate) username: Option<String>,
     pub(crate) client_id_prefix: Option<String>,
+}
+
+/// `tls: auto`, or a mapping of TLS settings (which may itself say `auto: true`).
+#[derive(Debug)]
+pub(crate) struct RawTlsSpec(pub(crate) RawTls);
+
+impl<'de> Deserialize<'de> for RawTlsSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct SpecVisitor;
+        impl<'de> Visitor<'de> for SpecVisitor {
+            type Value = RawTlsSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("auto, or a mapping with cert and key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawTlsSpec, E> {
+                if v != "auto" {
+                    return Err(E::invalid_value(de::Unexpected::Str(v), &self));
+                }
+                let auto = RawTls {
+                    auto: Some(true),
+                    names: None,
+                    cert: None,
+                    key: None,
+                    client_ca: None,
+                    require_certificate: None,
+                    use_identity_as_username: None,
+                    crl: None,
+                };
+                Ok(RawTlsSpec(auto))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawTlsSpec, A::Error> {
+                RawTls::deserialize(MapAccessDeserializer::new(map)).map(RawTlsSpec)
+            }
+        }
+        d.deserialize_any(SpecVisitor)
+    }
 }

@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod raw;
 pub mod stream;
+pub mod wait;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -215,11 +215,13 @@ impl Conn {
             }
             inner.expiry = expiry.min(self.node.limits().max_session_expiry);
         }
-        if d.reason == ReasonCode::DisconnectWithWillMessage {
-            Flow::Stop(Ending::Abnormal)
-        } else {
+        // Only 0x00 discards the will (MQTT-3.14.4-3): 0x04 and every error
+        // reason leave it to be published.
+        if d.reason == ReasonCode::Success {
             self.will = None;
             Flow::Stop(Ending::Normal)
+        } else {
+            Flow::Stop(Ending::Abnormal)
         }
     }
 }

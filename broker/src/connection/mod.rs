@@ -53,9 +53,12 @@ async fn handshake(node: Arc<NodeShared>, accepted: Accepted) -> Result<(), Conn
             c
         }
         Ok(Ok(_)) => return Ok(()),
-        Ok(Err(ConnError::Decode(e))) if e.reason_code() == ReasonCode::UnsupportedProtocolVersion => {
-            // The version is unknown, so answer in the 3.1.1 form older clients read.
-            let connack = Packet::ConnAck(ConnAck::new(ReasonCode::UnsupportedProtocolVersion));
+        Ok(Err(ConnError::Decode(e)))
+            if matches!(e.reason_code(), ReasonCode::UnsupportedProtocolVersion | ReasonCode::ClientIdentifierNotValid) =>
+        {
+            // An unknown version, or a client id 3.1 / 3.1.1 forbid (MQTT-3.1.3-8
+            // wants CONNACK 0x02): answer in the 3.1.1 form older clients read.
+            let connack = Packet::ConnAck(ConnAck::new(e.reason_code()));
             io.queue(&connack, ProtocolVersion::V311)?;
             io.close().await;
             return Err(e.into());

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 
+use super::tls::tls;
 use super::{claim_port, Ctx};
-use crate::model::{AclRule, Broker, Listener, Node, ProxyProtocol, Sessions, TlsFiles, Transport};
-use crate::raw::{RawAclRule, RawBroker, RawListener, RawNode, RawProxy, RawSessions, RawTls};
+use crate::model::{AclRule, Broker, Listener, Node, ProxyProtocol, Sessions, Transport};
+use crate::raw::{RawAclRule, RawBroker, RawListener, RawNode, RawProxy, RawSessions};
 use crate::span::join;
 use crate::units::{ByteSize, Duration, Rate};
 
@@ -196,15 +197,26 @@ fn listener(cx: &mut Ctx<'_>, path: &str, raw: RawListener) -> Option<Listener> 
         .receive_buffer
         .and_then(|t| cx.unit::<ByteSize>(&join(path, "receive_buffer"), &t));
     let websocket_path = websocket_path(cx, path, transport, raw.websocket_path);
-    let tls = tls(cx, path, transport, raw.tls);
+    let default_name = bind.map(|b| format!("{}-{}", transport.as_str(), b.port())).unwrap_or_default();
+    let name = raw.name.unwrap_or(default_name);
+    let tls = match (transport.is_tls(), raw.tls) {
+        (false, Some(_)) => {
+            let message = format!("tls settings on a listener with transport: {} (use tls or wss)", transport.as_str());
+            cx.error(&join(path, "tls"), message);
+            None
+        }
+        (true, None) => {
+            let message = format!("transport: {} needs tls (auto, or cert and key)", transport.as_str());
+            cx.error(&join(path, "tls"), message);
+            None
+        }
+        (_, raw_tls) => raw_tls.and_then(|t| tls(cx, &join(path, "tls"), &name, t)),
+    };
     let proxy_protocol = raw
         .proxy_protocol
         .as_ref()
         .map(|p| proxy(cx, &join(path, "proxy_protocol"), p));
     let bind = bind?;
-    let name = raw
-        .name
-        .unwrap_or_else(|| format!("{}-{}", transport.as_str(), bind.port()));
     Some(Listener {
         name,
         bind,
@@ -271,67 +283,3 @@ pub(super) fn proxy(cx: &mut Ctx<'_>, path: &str, raw: &RawProxy) -> ProxyProtoc
     }
 }
 
-pub(super) fn tls(cx: &mut Ctx<'_>, path: &str, transport: Transport, raw: Option<RawTls>) -> Option<TlsFiles> {
-    let tls_path = join(path, "tls");
-    let raw = match (transport.is_tls(), raw) {
-        (false, Some(_)) => {
-            cx.error(
-                &tls_path,
-                format_args!(
-                    "tls settings on a listener with transport: {} (use tls or wss, or remove tls)",
-                    transport.as_str()
-                ),
-            );
-            return None;
-        }
-        (false, None) => return None,
-        (true, None) => {
-            cx.error(
-                &tls_path,
-                format_args!("transport: {} needs tls.cert and tls.key", transport.as_str()),
-            );
-            return None;
-        }
-        (true, Some(raw)) => raw,
-    };
-    let mut required = |key: &str, value: Option<PathBuf>| match value {
-        Some(p) => Some(cx.existing_file(&join(&tls_path, key), &p)),
-        None => {
-            cx.error(
-                &join(&tls_path, key),
-                format_args!("missing {key}: a TLS listener needs a PEM {key} file"),
-            );
-            None
-        }
-    };
-    let cert = required("cert", raw.cert);
-    let key = required("key", raw.key);
-    let client_ca = raw
-        .client_ca
-        .map(|p| cx.existing_file(&join(&tls_path, "client_ca"), &p));
-    let crl = raw.crl.map(|p| cx.existing_file(&join(&tls_path, "crl"), &p));
-    let require_certificate = raw.require_certificate.unwrap_or(false);
-    let use_identity_as_username = raw.use_identity_as_username.unwrap_or(false);
-    if client_ca.is_none() {
-        for (key, set) in [
-            ("require_certificate", require_certificate),
-            ("use_identity_as_username", use_identity_as_username),
-            ("crl", crl.is_some()),
-        ] {
-            if set {
-                cx.error(
-                    &join(&tls_path, key),
-                    "needs tls.client_ca: the CA bundle client certificates are verified against",
-                );
-            }
-        }
-    }
-    Some(TlsFiles {
-        cert: cert?,
-        key: key?,
-        client_ca,
-        require_certificate,
-        use_identity_as_username,
-        crl,
-    })
-}

@@ -4,10 +4,10 @@
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 
-use super::broker::{proxy, tls};
+use super::broker::proxy;
+use super::tls::tls;
 use super::{claim_port, Ctx};
 use crate::lb::{Balance, Compat, HealthCheck, Lb, LbListener, Member, OnMarkedDown, Pool, ProxyMode, RateClass};
-use crate::model::Transport;
 use crate::raw::{RawHealthCheck, RawLb, RawLbListener, RawMember, RawPool, RawRateClass};
 use crate::span::join;
 use crate::units::{Bandwidth, Duration, Rate};
@@ -92,8 +92,9 @@ fn listener(cx: &mut Ctx<'_>, path: &str, raw: RawLbListener, pools: &HashSet<St
             format_args!("no pool is named {:?} (pools: {})", raw.pool, known.join(", ")),
         );
     }
+    let name = raw.name.unwrap_or_else(|| bind.map(|b| format!("lb-{}", b.port())).unwrap_or_default());
     let tls = raw.tls.and_then(|t| {
-        let files = tls(cx, path, Transport::Tls, Some(t))?;
+        let files = tls(cx, &join(path, "tls"), &name, t)?;
         if files.use_identity_as_username {
             let message =
                 "the balancer does not log clients in: pass the CN on with a pool proxy_protocol of v2_ssl_cn";
@@ -106,7 +107,6 @@ fn listener(cx: &mut Ctx<'_>, path: &str, raw: RawLbListener, pools: &HashSet<St
         .as_ref()
         .map(|p| proxy(cx, &join(path, "proxy_protocol"), p));
     let bind = bind?;
-    let name = raw.name.unwrap_or_else(|| format!("lb-{}", bind.port()));
     Some(LbListener {
         name,
         bind,

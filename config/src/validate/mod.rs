@@ -10,6 +10,7 @@ use crate::error::ConfigError;
 
 mod broker;
 mod lb;
+mod tls;
 
 use crate::model::{Ca, Config, Logging};
 use crate::raw::{RawConfig, Text};
@@ -23,6 +24,8 @@ pub(crate) struct Ctx<'a> {
     base: &'a Path,
     /// Every listener address seen so far, with its key path.
     binds: Vec<(SocketAddr, String)>,
+    /// The CA directory, once the `ca` section is read.
+    ca_dir: PathBuf,
     pub(crate) errors: Vec<ConfigError>,
 }
 
@@ -32,6 +35,7 @@ impl<'a> Ctx<'a> {
             spans,
             base,
             binds: Vec::new(),
+            ca_dir: PathBuf::new(),
             errors: Vec::new(),
         }
     }
@@ -75,6 +79,11 @@ impl<'a> Ctx<'a> {
         parsed
     }
 
+    /// The CA directory (`ca.dir`, resolved).
+    pub(super) fn ca_dir(&self) -> &Path {
+        &self.ca_dir
+    }
+
     pub(super) fn path_buf(&self, p: &Path) -> PathBuf {
         self.base.join(p)
     }
@@ -106,6 +115,7 @@ pub(crate) fn build(raw: RawConfig, cx: &mut Ctx<'_>) -> Config {
             .and_then(|c| c.dir)
             .map_or_else(|| cx.path_buf(&Ca::default().dir), |d| cx.path_buf(&d)),
     };
+    cx.ca_dir.clone_from(&ca.dir);
     let broker = raw.broker.map(|b| broker::broker(cx, b)).unwrap_or_default();
     let lb = raw.lb.map(|l| lb::lb(cx, l));
     Config {

@@ -71,6 +71,7 @@ impl Pki {
             require_certificate: false,
             use_identity_as_username: false,
             crl: None,
+            auto: None,
         }
     }
 
