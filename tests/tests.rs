@@ -4,6 +4,7 @@
 mod ca;
 mod broker_hostile;
 mod broker_interop;
+mod broker_listeners;
 mod broker_connect;
 mod broker_protocol;
 mod broker_rumqttc;

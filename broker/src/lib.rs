@@ -14,5 +14,5 @@ mod session;
 mod stats;
 mod sys;
 
-pub use node::{Node, NodeError};
+pub use node::{Node, NodeError, NodeHandle, RetainedInfo, SessionInfo};
 pub use stats::NodeStats;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
-use skerry_codec::{QoS, SubscriptionOptions};
+use skerry_codec::{QoS, ReasonCode, SubscriptionOptions};
 use skerry_config::QueueType;
 use tokio::sync::{mpsc, Notify};
 
@@ -84,6 +84,8 @@ pub(crate) enum Control {
     /// Another connection takes the session: send DISCONNECT 0x8E (v5),
     /// detach, then notify.
     TakeOver(Arc<Notify>),
+    /// An operator closes the connection (v5 DISCONNECT with this reason).
+    Disconnect(ReasonCode),
 }
 
 /// The attached connection's channels.

@@ -77,17 +77,22 @@ impl Conn {
             Err(e) => (Ending::Abnormal, Err(e)),
         };
         NodeStats::dec(&self.node.stats.clients_connected);
-        self.io.close().await;
-        let Conn { node, session, state, rx, pending, will, p, control, .. } = self;
-        let done = match ending {
-            Ending::TakenOver(ref done) => Some(done.clone()),
-            _ => None,
-        };
+        let Conn { node, mut io, session, state, rx, pending, will, p, mut control, .. } = self;
         node.detach(&session, Leaving { state, rx, pending, ending: &ending, will }, &p);
-        drop(control);
-        if let Some(done) = done {
+        if let Ending::TakenOver(done) = &ending {
             done.notify_one();
         }
+        // A takeover that raced the end of this connection still found the
+        // link up and waits to hear it is gone.
+        while let Ok(cmd) = control.try_recv() {
+            if let Control::TakeOver(done) = cmd {
+                done.notify_one();
+            }
+        }
+        drop(control);
+        // Close last: a client that sees the close finds its session parked
+        // and its will handled.
+        io.close().await;
         result
     }
 
@@ -156,6 +161,11 @@ impl Conn {
                 NodeStats::inc(&self.node.stats.session_takeover);
                 self.send_disconnect(ReasonCode::SessionTakenOver);
                 Flow::Stop(Ending::TakenOver(done))
+            }
+            Some(Control::Disconnect(reason)) => {
+                debug!(?reason, "disconnected by an operator");
+                self.send_disconnect(reason);
+                Flow::Stop(Ending::Abnormal)
             }
             None => Flow::Stop(Ending::Abnormal),
         }

@@ -3,6 +3,7 @@
 //! accepting anything (a bad certificate or a taken port fails the start,
 //! not the first client), then serves until [`Node::shutdown`].
 
+mod admin;
 mod routing;
 mod sessions;
 
@@ -21,6 +22,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+pub use admin::{NodeHandle, RetainedInfo, SessionInfo};
 pub(crate) use sessions::{Attached, Ending, Leaving};
 
 use crate::auth::{Acl, Authenticator, Users, UsersError};
@@ -199,6 +201,11 @@ impl Node {
     /// The node's counters.
     pub fn stats(&self) -> &NodeStats {
         &self.shared.stats
+    }
+
+    /// A handle for the admin API, valid while the node runs.
+    pub fn handle(&self) -> NodeHandle {
+        NodeHandle(Arc::clone(&self.shared))
     }
 
     /// Stops accepting, tells every client the server is shutting down

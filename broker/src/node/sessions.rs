@@ -52,6 +52,16 @@ impl Registry {
         self.by_key.remove(&session.key);
     }
 
+    /// The session of `client_id`, if any.
+    pub(crate) fn get(&self, client_id: &str) -> Option<Arc<Session>> {
+        self.by_client.get(client_id).cloned()
+    }
+
+    /// Every session (a snapshot for the admin API).
+    pub(crate) fn all(&self) -> Vec<Arc<Session>> {
+        self.by_client.values().cloned().collect()
+    }
+
     /// Every session, for `$SYS` and admin.
     pub(crate) fn len(&self) -> usize {
         self.by_client.len()
