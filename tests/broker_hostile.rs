@@ -335,3 +335,98 @@ async fn unsupported_protocol_level_gets_a_v3_connack_0x01() {
     witness.still_served(&broker).await;
     broker.stop().await;
 }
+
+/// A v5 PUBLISH (QoS 0) body with raw `props`.
+fn v5_publish(topic: &[u8], props: &[u8]) -> Vec<u8> {
+    let mut body = string(topic);
+    body.extend(varint(props.len()));
+    body.extend_from_slice(props);
+    body.extend_from_slice(b"payload");
+    packet(0x30, &body)
+}
+
+#[tokio::test]
+async fn bad_v5_properties_close_with_their_reason_code() {
+    let broker = broker().await;
+    let mut witness = Witness::new(&broker).await;
+    let mut bad_user = vec![0x26];
+    bad_user.extend(string(b"k"));
+    bad_user.extend(string(b"\xFF"));
+    let cases: [(&str, &[u8], ReasonCode); 5] = [
+        // MQTT-3.3.4-6: a client must not send a Subscription Identifier.
+        ("subscription identifier from a client", &[0x0B, 0x01], ReasonCode::ProtocolError),
+        ("message expiry twice", &[0x02, 0, 0, 0, 9, 0x02, 0, 0, 0, 9], ReasonCode::ProtocolError),
+        ("unknown property 0x7F", &[0x7F, 0x00], ReasonCode::MalformedPacket),
+        ("property cut short", &[0x02, 0, 0], ReasonCode::MalformedPacket),
+        ("user property value not UTF-8", &bad_user, ReasonCode::MalformedPacket),
+    ];
+    for (what, props, reason) in cases {
+        v5_attack(&broker, &v5_publish(b"witness/props", props), reason, what).await;
+    }
+    witness.still_served(&broker).await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn bad_subscription_options_close_with_their_reason_code() {
+    let broker = broker().await;
+    let mut witness = Witness::new(&broker).await;
+    let subscribe = |props: &[u8], options: u8| {
+        let mut body = vec![0x00, 0x01];
+        body.extend(varint(props.len()));
+        body.extend_from_slice(props);
+        body.extend(string(b"witness/#"));
+        body.push(options);
+        packet(0x82, &body)
+    };
+    let cases = [
+        ("reserved option bits", subscribe(&[], 0x41), ReasonCode::MalformedPacket),
+        ("maximum QoS 3", subscribe(&[], 0x03), ReasonCode::ProtocolError),
+        ("retain handling 3", subscribe(&[], 0x31), ReasonCode::ProtocolError),
+        ("subscription identifier 0", subscribe(&[0x0B, 0x00], 0x01), ReasonCode::ProtocolError),
+    ];
+    for (what, bytes, reason) in cases {
+        v5_attack(&broker, &bytes, reason, what).await;
+    }
+    witness.still_served(&broker).await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn broken_connect_is_refused_without_a_session() {
+    let broker = broker().await;
+    let mut witness = Witness::new(&broker).await;
+    let connect = |level: u8, flags: u8, props: &[u8], rest: &[u8]| {
+        let mut body = string(b"MQTT");
+        body.extend_from_slice(&[level, flags, 0x00, 0x3C]);
+        if level == 5 {
+            body.extend(varint(props.len()));
+            body.extend_from_slice(props);
+        }
+        body.extend(string(b"broken"));
+        body.extend_from_slice(rest);
+        packet(0x10, &body)
+    };
+    let mut will = vec![0x00];
+    will.extend(string(b"witness/#"));
+    will.extend(string(b"bye"));
+    let cases = [
+        ("v5 receive maximum 0", connect(5, 0x02, &[0x21, 0x00, 0x00], b"")),
+        ("v5 will QoS 3", connect(5, 0x1E, &[], &will)),
+        ("v5 will topic with a wildcard", connect(5, 0x06, &[], &will)),
+        ("reserved connect flag", connect(4, 0x03, &[], b"")),
+        ("v3.1.1 password without user name", connect(4, 0x42, &[], &string(b"secret"))),
+    ];
+    for (what, bytes) in cases {
+        let mut c = RawClient::open(broker.tcp(), V311).await;
+        c.send_bytes(&bytes).await;
+        let seen = c.until_closed().await;
+        assert!(
+            seen.iter().all(|p| matches!(p, Packet::ConnAck(a) if a.reason.is_error())),
+            "{what}: expected a close (or a refusing CONNACK), got {seen:?}"
+        );
+    }
+    assert_eq!(broker.stat("mqtt_connack_accepted_sent"), 1, "only the witness was admitted");
+    witness.still_served(&broker).await;
+    broker.stop().await;
+}

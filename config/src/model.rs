@@ -22,6 +22,23 @@ pub struct Config {
     pub broker: Broker,
     /// The load balancer, when this host runs one.
     pub lb: Option<crate::lb::Lb>,
+    /// The admin endpoint (metrics, health, API), when enabled.
+    pub admin: Option<Admin>,
+}
+
+/// `admin`: Prometheus metrics, health and the API `skerry ctl` talks to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    /// Address of the HTTP endpoint; keep it on localhost or a management network.
+    pub bind: SocketAddr,
+    /// File holding a bearer token the API requires (`/metrics`, `/health`
+    /// and `/ready` stay open for scrapers and probes). `None`: no token.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Admin {
+    /// Default for [`Admin::bind`].
+    pub const DEFAULT_BIND: &'static str = "127.0.0.1:8888";
 }
 
 /// `logging`: what the process writes to stderr.

@@ -49,6 +49,14 @@ pub(crate) struct RawConfig {
     pub(crate) ca: Option<RawCa>,
     pub(crate) broker: Option<RawBroker>,
     pub(crate) lb: Option<RawLb>,
+    pub(crate) admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub(crate) bind: Option<Text>,
+    pub(crate) token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

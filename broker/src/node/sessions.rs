@@ -256,7 +256,11 @@ impl NodeShared {
         }
     }
 
-    fn publish_will(&self, msg: Message) {
+    fn publish_will(&self, mut msg: Message) {
+        // A will's expiry runs from its publication, not from the close
+        // that may have been a will delay ago (MQTT 5 3.1.3.2.4).
+        let interval = msg.properties.message_expiry_interval;
+        msg.expires_at = interval.map(|secs| SystemTime::now() + Duration::from_secs(u64::from(secs)));
         NodeStats::inc(&self.stats.will_published);
         self.publish(msg);
     }

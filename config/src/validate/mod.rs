@@ -12,8 +12,8 @@ mod broker;
 mod lb;
 mod tls;
 
-use crate::model::{Ca, Config, Logging};
-use crate::raw::{RawConfig, Text};
+use crate::model::{Admin, Ca, Config, Logging};
+use crate::raw::{RawAdmin, RawConfig, Text};
 use crate::span::SpanIndex;
 use crate::units::UnitError;
 
@@ -118,12 +118,24 @@ pub(crate) fn build(raw: RawConfig, cx: &mut Ctx<'_>) -> Config {
     cx.ca_dir.clone_from(&ca.dir);
     let broker = raw.broker.map(|b| broker::broker(cx, b)).unwrap_or_default();
     let lb = raw.lb.map(|l| lb::lb(cx, l));
+    let admin = raw.admin.and_then(|a| admin(cx, a));
     Config {
         logging,
         ca,
         broker,
         lb,
+        admin,
     }
+}
+
+fn admin(cx: &mut Ctx<'_>, raw: RawAdmin) -> Option<Admin> {
+    let text = raw.bind.unwrap_or_else(|| Text(Admin::DEFAULT_BIND.to_owned()));
+    let bind = cx.socket_addr("admin.bind", &text);
+    if let Some(addr) = bind {
+        claim_port(cx, "admin.bind".to_owned(), addr);
+    }
+    let token_file = raw.token_file.map(|p| cx.existing_file("admin.token_file", &p));
+    Some(Admin { bind: bind?, token_file })
 }
 
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
