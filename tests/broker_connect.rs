@@ -15,12 +15,17 @@ use crate::broker_protocol::{
 
 #[tokio::test]
 async fn v5_connack_announces_the_servers_limits() {
-    let broker = TestBroker::start("  max_keep_alive: 60s\n  topic_alias_maximum: 7").await;
+    let broker =
+        TestBroker::start("  max_keep_alive: 60s\n  topic_alias_maximum: 7\n  sessions:\n    max_session_expiry: 1h")
+            .await;
     let mut c = v5("");
     c.keep_alive = 0;
     let (_c, ack) = connect(broker.tcp(), c).await;
     let p = &ack.properties;
-    let assigned = p.assigned_client_identifier.as_deref().expect("assigned client identifier");
+    let assigned = p
+        .assigned_client_identifier
+        .as_deref()
+        .expect("assigned client identifier");
     assert!(!assigned.is_empty());
     assert_eq!(p.server_keep_alive, Some(60), "keep alive 0 is replaced by the maximum");
     assert!(p.receive_maximum.is_some(), "receive maximum");
@@ -31,12 +36,25 @@ async fn v5_connack_announces_the_servers_limits() {
     c.keep_alive = 120;
     let (_named, ack) = connect(broker.tcp(), c).await;
     assert_eq!(ack.properties.assigned_client_identifier, None);
-    assert_eq!(ack.properties.server_keep_alive, Some(60), "keep alive above the maximum is lowered");
+    assert_eq!(
+        ack.properties.server_keep_alive,
+        Some(60),
+        "keep alive above the maximum is lowered"
+    );
 
     let mut c = v5("modest");
     c.keep_alive = 30;
+    c.properties.session_expiry_interval = Some(7200);
     let (_modest, ack) = connect(broker.tcp(), c).await;
-    assert_eq!(ack.properties.server_keep_alive, None, "an acceptable keep alive is kept");
+    assert_eq!(
+        ack.properties.server_keep_alive, None,
+        "an acceptable keep alive is kept"
+    );
+    assert_eq!(
+        ack.properties.session_expiry_interval,
+        Some(3600),
+        "session expiry capped and said so"
+    );
     broker.stop().await;
 }
 
@@ -101,24 +119,51 @@ async fn acl_limits_publish_and_subscribe() {
     let (mut bob, _) = connect(broker.tcp(), login(ProtocolVersion::V5, "bob", Some("bob"), "hunter2")).await;
     subscribe(&mut bob, "devices/bob/#", QoS::AtLeastOnce).await;
 
-    let (mut alice, _) = connect(broker.tcp(), login(ProtocolVersion::V5, "alice", Some("alice"), "secret")).await;
+    let (mut alice, _) = connect(
+        broker.tcp(),
+        login(ProtocolVersion::V5, "alice", Some("alice"), "secret"),
+    )
+    .await;
     let denied = publish(&mut alice, message("devices/bob/x", "v5", QoS::AtLeastOnce)).await;
     assert_eq!(denied, ReasonCode::NotAuthorized, "v5 PUBACK refuses");
     let denied = publish(&mut alice, message("devices/bob/x", "v5q2", QoS::ExactlyOnce)).await;
     assert_eq!(denied, ReasonCode::NotAuthorized, "v5 PUBREC refuses");
-    assert_eq!(publish(&mut alice, message("devices/alice/x", "", QoS::AtLeastOnce)).await, ReasonCode::Success);
-    let code = subscribe_with(&mut alice, "devices/bob/#", SubscriptionOptions::new(QoS::AtLeastOnce), None).await;
+    assert_eq!(
+        publish(&mut alice, message("devices/alice/x", "", QoS::AtLeastOnce)).await,
+        ReasonCode::Success
+    );
+    let code = subscribe_with(
+        &mut alice,
+        "devices/bob/#",
+        SubscriptionOptions::new(QoS::AtLeastOnce),
+        None,
+    )
+    .await;
     assert_eq!(code, ReasonCode::NotAuthorized);
 
-    let (mut alice3, _) = connect(broker.tcp(), login(ProtocolVersion::V311, "alice3", Some("alice"), "secret")).await;
+    let (mut alice3, _) = connect(
+        broker.tcp(),
+        login(ProtocolVersion::V311, "alice3", Some("alice"), "secret"),
+    )
+    .await;
     let acked = publish(&mut alice3, message("devices/bob/x", "v3", QoS::AtLeastOnce)).await;
     assert_eq!(acked, ReasonCode::Success, "3.1.1 has no negative PUBACK");
-    let code = subscribe_with(&mut alice3, "devices/bob/#", SubscriptionOptions::new(QoS::AtLeastOnce), None).await;
+    let code = subscribe_with(
+        &mut alice3,
+        "devices/bob/#",
+        SubscriptionOptions::new(QoS::AtLeastOnce),
+        None,
+    )
+    .await;
     assert_eq!(code.v3_suback_code(), 0x80);
 
     publish(&mut bob, message("devices/bob/end", "", QoS::AtLeastOnce)).await;
     let got = next_publish(&mut bob).await;
-    assert_eq!(got.topic.as_str(), "devices/bob/end", "denied messages were not delivered: {got:?}");
+    assert_eq!(
+        got.topic.as_str(),
+        "devices/bob/end",
+        "denied messages were not delivered: {got:?}"
+    );
     broker.stop().await;
 }
 
@@ -130,7 +175,10 @@ async fn sys_topics_reach_only_sys_subscribers() {
     let connected = loop {
         let p = next_publish(&mut sys).await;
         if p.topic.as_str() == "$SYS/broker/clients/connected" {
-            let n: u64 = std::str::from_utf8(&p.payload).expect("utf-8").parse().expect("a count");
+            let n: u64 = std::str::from_utf8(&p.payload)
+                .expect("utf-8")
+                .parse()
+                .expect("a count");
             if n >= 1 {
                 break n;
             }
@@ -143,11 +191,18 @@ async fn sys_topics_reach_only_sys_subscribers() {
     ping_barrier(&mut all).await;
     // A live $SYS publish made after `all` subscribed.
     let mut later = client(broker.tcp(), "later").await;
-    let no_retained = SubscriptionOptions { retain_handling: RetainHandling::DoNotSend, ..Default::default() };
+    let no_retained = SubscriptionOptions {
+        retain_handling: RetainHandling::DoNotSend,
+        ..Default::default()
+    };
     subscribe_with(&mut later, "$SYS/broker/uptime", no_retained, None).await;
     assert_eq!(next_publish(&mut later).await.topic.as_str(), "$SYS/broker/uptime");
     let mut marker = client(broker.tcp(), "marker").await;
     publish(&mut marker, message("marker", "", QoS::AtLeastOnce)).await;
-    assert_eq!(next_publish(&mut all).await.topic.as_str(), "marker", "`#` must not match $SYS topics");
+    assert_eq!(
+        next_publish(&mut all).await.topic.as_str(),
+        "marker",
+        "`#` must not match $SYS topics"
+    );
     broker.stop().await;
 }

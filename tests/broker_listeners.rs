@@ -156,12 +156,17 @@ async fn received<S: AsyncRead + AsyncWrite + Unpin>(c: &mut StreamClient<S>) ->
     }
 }
 
+/// Sends `prefix` (a PROXY header) and CONNECT in one write, as a balancer
+/// forwarding a client's first segment would; the client and its CONNACK.
 async fn tcp_client(addr: SocketAddr, prefix: &[u8], id: &str) -> (StreamClient<TcpStream>, Option<ConnAck>) {
     let mut tcp = TcpStream::connect(addr).await.expect("connect");
-    tcp.write_all(prefix).await.expect("write");
+    tcp.write_all(&[prefix, &connect_bytes(id)[..]].concat()).await.expect("write");
     let mut c = StreamClient::new(tcp, V5);
-    let ack = c.connect(Connect::new(V5, id)).await;
-    (c, ack)
+    match c.recv().await {
+        Some(Packet::ConnAck(ack)) => (c, Some(ack)),
+        None => (c, None),
+        Some(other) => panic!("expected CONNACK, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -354,6 +359,24 @@ async fn proxy_header_that_never_ends_is_closed_after_the_handshake_timeout() {
         let read = tokio::time::timeout(Duration::from_secs(4), tcp.read_to_end(&mut answer)).await;
         assert!(matches!(read, Ok(Ok(0))), "{what}: expected a close, got {read:?} {answer:?}");
     }
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn slow_proxy_header_does_not_extend_the_handshake_deadline() {
+    let listener = proxy_listener("127.0.0.1/32", "").replace("500ms", "2s");
+    let broker = TestBroker::start_in(&yaml("  allow_anonymous: true", &listener), Path::new(".")).await;
+    let addr = broker.tcp();
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    // Header and CONNECT each come within 2s of the step before, but the
+    // CONNECT comes 2.5s after the connection opened.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tcp.write_all(ppp::v1::Addresses::Unknown.to_string().as_bytes()).await.expect("header");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = tcp.write_all(&connect_bytes("slowpoke")).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer)).await.expect("closed");
+    assert!(answer.is_empty(), "no CONNACK after the deadline, got {answer:?} ({read:?})");
     broker.stop().await;
 }
 

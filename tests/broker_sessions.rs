@@ -20,7 +20,10 @@ fn with_will(mut c: Connect, delay: Option<u32>) -> Connect {
         payload: "gone".into(),
         qos: QoS::AtLeastOnce,
         retain: false,
-        properties: WillProperties { will_delay_interval: delay, ..Default::default() },
+        properties: WillProperties {
+            will_delay_interval: delay,
+            ..Default::default()
+        },
     });
     c
 }
@@ -84,9 +87,15 @@ async fn delayed_will_waits_for_its_delay() {
     c.will.as_mut().expect("will").properties.message_expiry_interval = Some(1);
     let (c, _) = connect(broker.tcp(), c).await;
     drop(c);
-    assert!(w.recv_within(Duration::from_secs(1)).await.is_err(), "will published before its delay");
+    assert!(
+        w.recv_within(Duration::from_secs(1)).await.is_err(),
+        "will published before its delay"
+    );
     let will = next_publish(&mut w).await;
-    assert_eq!((will.topic.as_str(), will.properties.message_expiry_interval), ("will/late", Some(1)));
+    assert_eq!(
+        (will.topic.as_str(), will.properties.message_expiry_interval),
+        ("will/late", Some(1))
+    );
     broker.stop().await;
 }
 
@@ -98,7 +107,10 @@ async fn reconnecting_within_the_will_delay_cancels_the_will() {
     drop(c);
     let (_c, connack) = connect(broker.tcp(), v5_persistent("back", 60)).await;
     assert!(connack.session_present);
-    assert!(w.recv_within(Duration::from_secs(3)).await.is_err(), "will published after a reconnect");
+    assert!(
+        w.recv_within(Duration::from_secs(3)).await.is_err(),
+        "will published after a reconnect"
+    );
     expect_no_will(&broker, &mut w).await;
     assert_eq!(broker.stat("will_published"), 0);
     broker.stop().await;
@@ -132,7 +144,10 @@ async fn offline_messages_expire_and_carry_the_remaining_interval() {
     let (mut sub, connack) = connect(broker.tcp(), v5_persistent("sub", 60)).await;
     assert!(connack.session_present);
     let none = next_publish(&mut sub).await;
-    assert_eq!((none.topic.as_str(), none.properties.message_expiry_interval), ("exp/none", None));
+    assert_eq!(
+        (none.topic.as_str(), none.properties.message_expiry_interval),
+        ("exp/none", None)
+    );
     let long = next_publish(&mut sub).await;
     assert_eq!(long.topic.as_str(), "exp/long");
     let left = long.properties.message_expiry_interval.expect("remaining expiry");
@@ -153,7 +168,11 @@ async fn second_connect_takes_the_session_over() {
 
     let mut publisher = client(broker.tcp(), "pub").await;
     publish(&mut publisher, message("tk/a", "x", QoS::AtLeastOnce)).await;
-    assert_eq!(next_publish(&mut second).await.topic.as_str(), "tk/a", "subscriptions survive");
+    assert_eq!(
+        next_publish(&mut second).await.topic.as_str(),
+        "tk/a",
+        "subscriptions survive"
+    );
 
     // A clean start ends the old session instead.
     let (mut third, connack) = connect(broker.tcp(), v5("dup")).await;
@@ -162,7 +181,11 @@ async fn second_connect_takes_the_session_over() {
     subscribe(&mut third, "end", QoS::AtLeastOnce).await;
     publish0(&mut publisher, "tk/b", "").await;
     publish0(&mut publisher, "end", "").await;
-    assert_eq!(next_publish(&mut third).await.topic.as_str(), "end", "the old subscriptions are gone");
+    assert_eq!(
+        next_publish(&mut third).await.topic.as_str(),
+        "end",
+        "the old subscriptions are gone"
+    );
     broker.stop().await;
 }
 
@@ -172,7 +195,10 @@ async fn silent_client_is_disconnected_after_one_and_a_half_keep_alives() {
     let mut c = v5("silent");
     c.keep_alive = 1;
     let (mut silent, _) = connect(broker.tcp(), c).await;
-    assert!(silent.recv_within(Duration::from_millis(800)).await.is_err(), "closed before the keep alive");
+    assert!(
+        silent.recv_within(Duration::from_millis(800)).await.is_err(),
+        "closed before the keep alive"
+    );
     expect_disconnect(&mut silent, ReasonCode::KeepAliveTimeout).await;
 
     let mut c = v5("pinging");
@@ -199,15 +225,51 @@ async fn session_expiry_ends_the_session() {
     let mut publisher = client(broker.tcp(), "pub").await;
     publish(&mut publisher, message("se/x", "", QoS::AtLeastOnce)).await;
     publish(&mut publisher, message("other/x", "", QoS::AtLeastOnce)).await;
-    assert_eq!(next_publish(&mut c).await.topic.as_str(), "other/x", "the old subscription is gone");
+    assert_eq!(
+        next_publish(&mut c).await.topic.as_str(),
+        "other/x",
+        "the old subscription is gone"
+    );
     assert_eq!(broker.stat("session_expired"), 1);
+
+    // DISCONNECT may shorten the expiry to 0: the session ends with the connection.
+    let mut bye = skerry_codec::Disconnect::new(ReasonCode::Success);
+    bye.properties.session_expiry_interval = Some(0);
+    c.send(&Packet::Disconnect(bye)).await;
+    assert!(c.until_closed().await.is_empty());
+    let (_c, connack) = connect(broker.tcp(), v5_persistent("brief", 60)).await;
+    assert!(!connack.session_present, "expiry 0 on DISCONNECT ends the session");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn expiry_of_a_replaced_session_leaves_its_successor_alone() {
+    let broker = TestBroker::start("").await;
+    let (c, _) = connect(broker.tcp(), v5_persistent("twice", 1)).await;
+    disconnect(c, ReasonCode::Success).await;
+    // A clean start replaces the parked session before it expires.
+    let mut fresh = v5_persistent("twice", 60);
+    fresh.clean_start = true;
+    let (mut c, _) = connect(broker.tcp(), fresh).await;
+    subscribe(&mut c, "tw/#", QoS::AtLeastOnce).await;
+    disconnect(c, ReasonCode::Success).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (mut c, connack) = connect(broker.tcp(), v5_persistent("twice", 60)).await;
+    assert!(connack.session_present, "the new session outlives the old one's expiry");
+    let mut publisher = client(broker.tcp(), "pub").await;
+    publish(&mut publisher, message("tw/x", "", QoS::AtLeastOnce)).await;
+    assert_eq!(next_publish(&mut c).await.topic.as_str(), "tw/x");
     broker.stop().await;
 }
 
 #[tokio::test]
 async fn v311_clean_session_leaves_nothing_behind() {
     let broker = TestBroker::start("").await;
-    let v3 = |clean| Connect { clean_start: clean, ..Connect::new(ProtocolVersion::V311, "clean") };
+    let v3 = |clean| Connect {
+        clean_start: clean,
+        ..Connect::new(ProtocolVersion::V311, "clean")
+    };
     let (mut c, _) = connect(broker.tcp(), v3(true)).await;
     subscribe(&mut c, "cs/#", QoS::AtLeastOnce).await;
     disconnect(c, ReasonCode::Success).await;
@@ -225,7 +287,10 @@ async fn v311_clean_session_leaves_nothing_behind() {
 /// Five QoS 1 messages for an offline session that keeps three; returns
 /// the payloads delivered on reconnect.
 async fn queue_of_three(queue_type: &str) -> Vec<String> {
-    let broker = TestBroker::start(&format!("  sessions:\n    max_offline_messages: 3\n    queue_type: {queue_type}")).await;
+    let broker = TestBroker::start(&format!(
+        "  sessions:\n    max_offline_messages: 3\n    queue_type: {queue_type}"
+    ))
+    .await;
     let (mut sub, _) = connect(broker.tcp(), v5_persistent("sub", 60)).await;
     subscribe(&mut sub, "q/#", QoS::AtLeastOnce).await;
     disconnect(sub, ReasonCode::Success).await;
@@ -256,8 +321,12 @@ async fn oversized_payload_closes_the_connection() {
     let broker = TestBroker::start("  max_message_size: 1KiB").await;
     let mut c = client(broker.tcp(), "big").await;
     let fits = "x".repeat(1000);
-    assert_eq!(publish(&mut c, message("big", &fits, QoS::AtLeastOnce)).await, ReasonCode::Success);
-    c.send(&Packet::Publish(message("big", &"x".repeat(2000), QoS::AtLeastOnce))).await;
+    assert_eq!(
+        publish(&mut c, message("big", &fits, QoS::AtLeastOnce)).await,
+        ReasonCode::Success
+    );
+    c.send(&Packet::Publish(message("big", &"x".repeat(2000), QoS::AtLeastOnce)))
+        .await;
     expect_disconnect(&mut c, ReasonCode::PacketTooLarge).await;
     broker.stop().await;
 }

@@ -9,4 +9,5 @@ mod broker_connect;
 mod broker_protocol;
 mod broker_rumqttc;
 mod broker_sessions;
+mod broker_subscriptions;
 mod config;

@@ -1,10 +1,13 @@
 //! `skerry`: the MQTT edge appliance in one binary. This file only parses
 //! the command line and hands off; each subcommand lives in its own module.
 
+mod admin;
 mod ca;
 mod config_cmd;
 mod logging;
 mod passwd;
+mod run;
+mod tls_auto;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +25,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the appliance: the broker nodes, balancer and admin endpoint the
+    /// YAML asks for (the embedded default without -c).
+    Run(run::RunArgs),
     /// Check a configuration file, or print the documented reference configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -42,8 +48,12 @@ pub(crate) fn load_config(path: Option<&PathBuf>) -> anyhow::Result<skerry_confi
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(&skerry_config::Logging::default());
+    if !matches!(cli.command, Command::Run(_)) {
+        // `run` sets logging up from its configuration.
+        logging::init(&skerry_config::Logging::default());
+    }
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Config(cmd) => config_cmd::run(cmd),
         Command::Ca(args) => ca::run(args),
         Command::Passwd(args) => passwd::run(args),

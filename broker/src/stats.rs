@@ -10,6 +10,10 @@ macro_rules! counters {
         #[derive(Debug, Default)]
         pub struct NodeStats {
             $($(#[$doc])* pub $name: AtomicU64,)*
+            /// Clients connected now (a gauge).
+            pub clients_connected: AtomicU64,
+            /// CONNACKs sent, by reason code.
+            pub connack_sent: ReasonCounts,
         }
 
         impl NodeStats {
@@ -22,14 +26,8 @@ macro_rules! counters {
 }
 
 counters! {
-    /// Clients connected now.
-    clients_connected,
     /// CONNECT packets received.
     mqtt_connect_received,
-    /// CONNACKs sent with success.
-    mqtt_connack_accepted_sent,
-    /// CONNACKs sent refusing the connection.
-    mqtt_connack_refused_sent,
     /// PUBLISH packets received from clients.
     mqtt_publish_received,
     /// PUBLISH packets sent to clients.
@@ -78,5 +76,30 @@ impl NodeStats {
     /// Subtracts one from a gauge.
     pub(crate) fn dec(counter: &AtomicU64) {
         counter.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One counter per MQTT reason code.
+#[derive(Debug)]
+pub struct ReasonCounts(Box<[AtomicU64; 256]>);
+
+impl Default for ReasonCounts {
+    fn default() -> Self {
+        Self(Box::new(std::array::from_fn(|_| AtomicU64::new(0))))
+    }
+}
+
+impl ReasonCounts {
+    /// Counts one packet with reason `code`.
+    pub(crate) fn inc(&self, code: u8) {
+        self.0[usize::from(code)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The codes seen so far with their counts.
+    pub fn nonzero(&self) -> Vec<(u8, u64)> {
+        (0..=u8::MAX)
+            .map(|code| (code, self.0[usize::from(code)].load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 }

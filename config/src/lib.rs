@@ -28,6 +28,16 @@ use span::SpanIndex;
 /// printed by `skerry config example` and installed as `/etc/skerry/skerry.yaml`.
 pub const REFERENCE_YAML: &str = include_str!("../../packaging/skerry.yaml");
 
+/// What `skerry run` starts without `-c`: a balancer in front of one node,
+/// state under `./skerry-data` (see the file for the details).
+pub const DEFAULT_YAML: &str = include_str!("default.yaml");
+
+/// The embedded default, with its relative paths resolved against `base`
+/// (the working directory).
+pub fn embedded_default(base: &Path) -> Result<Config, LoadError> {
+    parse(DEFAULT_YAML, base)
+}
+
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {

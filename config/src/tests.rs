@@ -144,3 +144,17 @@ fn empty_file_is_the_defaults() {
     assert!(config.broker.nodes.is_empty());
     assert_eq!(config.logging, crate::Logging::default());
 }
+
+#[test]
+fn embedded_default_is_valid_and_wires_lb_to_the_node() {
+    let config = crate::embedded_default(Path::new("/srv")).unwrap();
+    let lb = config.lb.expect("the default runs a balancer");
+    let node = &config.broker.nodes[0];
+    assert_eq!(node.data_dir, Path::new("/srv/skerry-data/node1"));
+    let from_lb = node.listeners[0].bind.to_string();
+    assert_eq!(lb.pools[0].members[0].address, from_lb);
+    let tls = lb.listeners[1].tls.as_ref().unwrap();
+    assert!(tls.require_certificate && tls.auto.is_some());
+    assert_eq!(tls.client_ca.as_deref(), Some(Path::new("/srv/skerry-data/ca/ca.crt")));
+    assert_eq!(config.admin.unwrap().bind.to_string(), "127.0.0.1:8888");
+}

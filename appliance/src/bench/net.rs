@@ -24,8 +24,11 @@ use super::tls::Tls;
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// Read buffer growth step: one read takes up to this much.
-const READ_CHUNK: usize = 64 * 1024;
+/// First read size: small, so that thousands of idle connections cost
+/// little memory.
+const MIN_READ: usize = 4 * 1024;
+/// Largest read size, reached by connections that fill every read.
+const MAX_READ: usize = 64 * 1024;
 /// How long closing a connection may take before it is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -85,6 +88,8 @@ impl Target {
 pub(crate) struct Client {
     io: Box<dyn Io>,
     rbuf: BytesMut,
+    /// Bytes the next read asks for; doubles while reads come back full.
+    read_size: usize,
     wbuf: BytesMut,
     decoder: Decoder,
     version: ProtocolVersion,
@@ -110,8 +115,9 @@ impl Client {
         };
         let mut client = Self {
             io,
-            rbuf: BytesMut::with_capacity(READ_CHUNK),
-            wbuf: BytesMut::with_capacity(READ_CHUNK),
+            rbuf: BytesMut::new(),
+            read_size: MIN_READ,
+            wbuf: BytesMut::new(),
             decoder: Decoder::with_version(target.version, MAX_PACKET_SIZE),
             version: target.version,
             server_receive_maximum: None,
@@ -169,11 +175,14 @@ impl Client {
     /// Reads what the socket has into the read buffer (cancel safe); an
     /// error when the broker closed the connection.
     pub(crate) async fn fill(&mut self) -> anyhow::Result<()> {
-        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-            self.rbuf.reserve(READ_CHUNK);
+        if self.rbuf.capacity() - self.rbuf.len() < self.read_size / 4 {
+            self.rbuf.reserve(self.read_size);
         }
-        if self.io.read_buf(&mut self.rbuf).await? == 0 {
-            bail!("connection closed by the broker");
+        let spare = self.rbuf.capacity() - self.rbuf.len();
+        match self.io.read_buf(&mut self.rbuf).await? {
+            0 => bail!("connection closed by the broker"),
+            n if n == spare && self.read_size < MAX_READ => self.read_size *= 2,
+            _ => {}
         }
         Ok(())
     }

@@ -87,13 +87,32 @@ impl Decoder {
             return Ok(None);
         };
         match version {
-            Some(version) => decode_body(&header, body, version).map(Some),
+            Some(version) => {
+                let packet = decode_body(&header, body, version)?;
+                self.check_properties(&packet)?;
+                Ok(Some(packet))
+            }
             None => {
                 self.version = connect::peek_version(&body);
                 let connect = connect::decode(body)?;
                 self.connected = true;
                 Ok(Some(Packet::Connect(connect)))
             }
+        }
+    }
+
+    /// Properties only the other side may send. MQTT-3.3.4-6: a PUBLISH
+    /// from a client carries no Subscription Identifier (the server adds
+    /// them, per subscriber); one that does is a protocol error.
+    fn check_properties(&self, packet: &Packet) -> Result<(), DecodeError> {
+        match (self.side, packet) {
+            (Side::Server, Packet::Publish(p)) if !p.properties.subscription_identifiers.is_empty() => {
+                Err(DecodeError::Protocol {
+                    packet: PacketType::Publish,
+                    why: "Subscription Identifier in a PUBLISH from a client",
+                })
+            }
+            _ => Ok(()),
         }
     }
 
@@ -108,5 +127,30 @@ impl Decoder {
             _ => return Ok(()),
         };
         Err(DecodeError::UnexpectedPacket { packet, why })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{encode, Connect, Publish, ReasonCode};
+
+    #[test]
+    fn client_publish_with_a_subscription_identifier_is_a_protocol_error() {
+        let v5 = ProtocolVersion::V5;
+        let mut publish = Publish::new("a/b", &b"x"[..]);
+        publish.properties.subscription_identifiers = vec![1];
+        let mut buf = BytesMut::new();
+        encode(&Packet::Connect(Connect::new(v5, "c")), v5, &mut buf).unwrap();
+        encode(&Packet::Publish(publish.clone()), v5, &mut buf).unwrap();
+        let mut client_side = buf.split_off(buf.len() - crate::encoded_len(&Packet::Publish(publish), v5));
+        let mut server = Decoder::new(1024);
+        assert!(matches!(server.decode(&mut buf), Ok(Some(Packet::Connect(_)))));
+        let mut server_copy = client_side.clone();
+        let err = server.decode(&mut server_copy).unwrap_err();
+        assert_eq!(err.reason_code(), ReasonCode::ProtocolError);
+        // From the server, where it belongs, it decodes.
+        let mut client = Decoder::with_version(v5, 1024);
+        assert!(matches!(client.decode(&mut client_side), Ok(Some(Packet::Publish(_)))));
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use skerry_codec::{ConnAck, Connect, Packet, ProtocolVersion, ReasonCode};
-use tokio::time::timeout;
+use tokio::time::timeout_at;
 use tracing::{debug, info_span, Instrument};
 
 pub(crate) use io::ConnError;
@@ -41,9 +41,11 @@ pub(crate) async fn serve(node: Arc<NodeShared>, accepted: Accepted) {
 }
 
 async fn handshake(node: Arc<NodeShared>, accepted: Accepted) -> Result<(), ConnError> {
-    let deadline = node.handshake_timeout(&accepted.listener);
+    // One deadline from accept on: time spent on TLS or a PROXY header is
+    // not given again for the CONNECT.
+    let deadline = accepted.accepted_at + node.handshake_timeout(&accepted.listener);
     let mut io = Framed::new(accepted.stream, accepted.max_packet_size);
-    let connect = match timeout(deadline, io.read_packet()).await {
+    let connect = match timeout_at(deadline, io.read_packet()).await {
         Err(_) => {
             debug!("no CONNECT before the handshake deadline");
             return Ok(());
@@ -77,12 +79,12 @@ async fn handshake(node: Arc<NodeShared>, accepted: Accepted) -> Result<(), Conn
             let params = Params::new(&node, &connect, &admitted, &attached, accepted.max_packet_size);
             let connack = params.connack(&connect, &admitted, attached.session_present);
             io.queue(&Packet::ConnAck(connack), version)?;
-            NodeStats::inc(&node.stats.mqtt_connack_accepted_sent);
+            node.stats.connack_sent.inc(ReasonCode::Success as u8);
             let conn = conn::Conn::new(node, io, params, attached, connect.will);
             conn.run().await
         }
         Err(reason) => {
-            NodeStats::inc(&node.stats.mqtt_connack_refused_sent);
+            node.stats.connack_sent.inc(reason as u8);
             debug!(reason = ?reason, "connection refused");
             io.queue(&Packet::ConnAck(ConnAck::new(reason)), version)?;
             io.close().await;

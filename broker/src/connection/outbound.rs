@@ -73,14 +73,19 @@ impl Conn {
         publish.retain = d.retain;
         publish.dup = dup;
         publish.packet_id = id;
+        let mut new_alias = None;
         if self.p.version == ProtocolVersion::V5 {
             publish.properties = msg.properties.clone();
             publish.properties.message_expiry_interval = expiry;
             publish.properties.subscription_identifiers.clone_from(&d.subscription_ids);
-            self.apply_alias(&mut publish);
+            new_alias = self.apply_alias(&mut publish);
         }
         let packet = Packet::Publish(publish);
         if Framed::size_of(&packet, self.p.version) > self.p.client_max_packet {
+            // The client never sees this topic, so it must not learn an alias from it.
+            if let Some(topic) = new_alias {
+                self.aliases_out.remove(&topic);
+            }
             NodeStats::inc(&self.node.stats.mqtt_publish_too_large_for_client);
             return Ok(false);
         }
@@ -92,21 +97,24 @@ impl Conn {
     /// Uses (or sets up) an outgoing topic alias when the client allows them:
     /// the first message on a topic carries topic and alias, later ones only
     /// the alias. Once every alias is taken, new topics go out in full.
-    fn apply_alias(&mut self, publish: &mut Publish) {
+    /// Returns the topic when this message sets up a new alias.
+    fn apply_alias(&mut self, publish: &mut Publish) -> Option<ByteStr> {
         if self.p.client_alias_max == 0 {
-            return;
+            return None;
         }
         if let Some(alias) = self.aliases_out.get(&publish.topic) {
             publish.properties.topic_alias = NonZeroU16::new(*alias);
             publish.topic = ByteStr::from("");
-            return;
+            return None;
         }
         let next = self.aliases_out.len() + 1;
         if let Ok(alias) = u16::try_from(next) {
             if alias <= self.p.client_alias_max {
                 self.aliases_out.insert(publish.topic.clone(), alias);
                 publish.properties.topic_alias = NonZeroU16::new(alias);
+                return Some(publish.topic.clone());
             }
         }
+        None
     }
 }

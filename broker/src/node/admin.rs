@@ -71,6 +71,16 @@ impl NodeHandle {
         out
     }
 
+    /// How many sessions the node holds.
+    pub fn session_count(&self) -> usize {
+        self.0.sessions.lock().len()
+    }
+
+    /// How many retained messages the node holds.
+    pub fn retained_count(&self) -> usize {
+        self.0.retained.read().len()
+    }
+
     /// One session by exact client id.
     pub fn session(&self, client_id: &str) -> Option<SessionInfo> {
         let session = self.0.sessions.lock().get(client_id)?;
@@ -119,6 +129,16 @@ impl NodeHandle {
             .collect();
         out.sort_by(|a, b| a.topic.cmp(&b.topic));
         out
+    }
+
+    /// Applies what can change without dropping connections: the users
+    /// file, `allow_anonymous` and the ACL rules. New logins and every later
+    /// publish/subscribe check use them; nothing else changes.
+    pub fn reload(&self, broker: &skerry_config::Broker) -> Result<(), super::NodeError> {
+        let users = super::load_users(&self.0.name, broker)?;
+        *self.0.authenticator.write() = Arc::new(crate::auth::Authenticator::new(broker.allow_anonymous, users));
+        *self.0.acl.write() = Arc::new(crate::auth::Acl::new(&broker.acl));
+        Ok(())
     }
 
     /// Whether the node is serving (not shutting down).

@@ -94,12 +94,19 @@ fn quota(rate: skerry_config::units::Rate) -> Option<Quota> {
     Quota::with_period(per_cell.max(Duration::from_nanos(1))).map(|q| q.allow_burst(rate.count))
 }
 
+/// The users file named by the configuration, if any.
+fn load_users(node: &str, broker: &skerry_config::Broker) -> Result<Option<Arc<Users>>, NodeError> {
+    let Some(path) = &broker.users_file else { return Ok(None) };
+    let users = Users::load(path).map_err(|source| NodeError::Users { node: node.to_owned(), source })?;
+    Ok(Some(Arc::new(users)))
+}
+
 /// Everything the connections of a node share.
 pub(crate) struct NodeShared {
     pub(crate) name: String,
     limits: Limits,
     handshake_timeouts: HashMap<Arc<str>, Duration>,
-    authenticator: Arc<Authenticator>,
+    authenticator: RwLock<Arc<Authenticator>>,
     acl: RwLock<Arc<Acl>>,
     pub(crate) router: RwLock<Router>,
     pub(crate) retained: RwLock<RetainedStore<Arc<Message>>>,
@@ -120,7 +127,7 @@ impl NodeShared {
     }
 
     pub(crate) fn authenticator(&self) -> Arc<Authenticator> {
-        Arc::clone(&self.authenticator)
+        Arc::clone(&self.authenticator.read())
     }
 
     pub(crate) fn acl(&self) -> Arc<Acl> {
@@ -143,18 +150,14 @@ impl NodeShared {
 pub struct Node {
     shared: Arc<NodeShared>,
     addrs: Vec<(String, SocketAddr)>,
-    tasks: JoinSet<()>,
+    /// The node's long-running parts; each returns its name when it ends.
+    tasks: JoinSet<String>,
 }
 
 impl Node {
     /// Binds every listener of `node`, then starts serving.
     pub async fn start(node: &skerry_config::Node, broker: &skerry_config::Broker) -> Result<Node, NodeError> {
-        let users = match &broker.users_file {
-            Some(path) => Some(Arc::new(
-                Users::load(path).map_err(|source| NodeError::Users { node: node.name.clone(), source })?,
-            )),
-            None => None,
-        };
+        let users = load_users(&node.name, broker)?;
         let mut listeners = Vec::new();
         for cfg in &node.listeners {
             let l = MqttListener::bind(cfg).map_err(|source| NodeError::Listener { node: node.name.clone(), source })?;
@@ -170,7 +173,7 @@ impl Node {
             name: node.name.clone(),
             limits: Limits::new(broker),
             handshake_timeouts: node.listeners.iter().map(|l| (Arc::from(l.name.as_str()), l.handshake_timeout.get())).collect(),
-            authenticator: Arc::new(Authenticator::new(broker.allow_anonymous, users)),
+            authenticator: RwLock::new(Arc::new(Authenticator::new(broker.allow_anonymous, users))),
             acl: RwLock::new(Arc::new(Acl::new(&broker.acl))),
             router: RwLock::new(Router::new(policy)),
             retained: RwLock::new(RetainedStore::new()),
@@ -186,9 +189,17 @@ impl Node {
             let node = Arc::clone(&shared);
             let shutdown = shared.shutdown.clone();
             let handler = move |accepted| crate::connection::serve(Arc::clone(&node), accepted);
-            tasks.spawn(async move { l.run(handler, shutdown.cancelled_owned()).await });
+            let part = format!("listener {}", l.name());
+            tasks.spawn(async move {
+                l.run(handler, shutdown.cancelled_owned()).await;
+                part
+            });
         }
-        tasks.spawn(crate::sys::run(Arc::clone(&shared), broker.sys_interval.get()));
+        let sys = crate::sys::run(Arc::clone(&shared), broker.sys_interval.get());
+        tasks.spawn(async move {
+            sys.await;
+            "$SYS publisher".to_owned()
+        });
         info!(node = %node.name, listeners = ?addrs, "broker node started");
         Ok(Node { shared, addrs, tasks })
     }
@@ -206,6 +217,17 @@ impl Node {
     /// A handle for the admin API, valid while the node runs.
     pub fn handle(&self) -> NodeHandle {
         NodeHandle(Arc::clone(&self.shared))
+    }
+
+    /// Resolves when a part of the node (a listener, the `$SYS` publisher)
+    /// ends although the node was not shut down: the node is then no longer
+    /// whole, and the caller should stop it. Says which part and why.
+    pub async fn failed(&mut self) -> String {
+        match self.tasks.join_next().await {
+            Some(Ok(part)) => format!("{part} stopped"),
+            Some(Err(e)) => format!("a part panicked: {e}"),
+            None => std::future::pending().await,
+        }
     }
 
     /// Stops accepting, tells every client the server is shutting down

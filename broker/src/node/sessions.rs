@@ -47,8 +47,12 @@ impl Registry {
         self.by_key.get(&key)
     }
 
+    /// Removes `session`; its client id may already belong to a successor
+    /// (a clean start replaced it), which stays.
     fn remove(&mut self, session: &Session) {
-        self.by_client.remove(&session.client_id);
+        if self.by_client.get(&session.client_id).is_some_and(|s| s.key == session.key) {
+            self.by_client.remove(&session.client_id);
+        }
         self.by_key.remove(&session.key);
     }
 
@@ -230,7 +234,9 @@ impl NodeShared {
             () = shutdown.cancelled() => return,
         }
         let _guard = session.attach_lock.lock().await;
-        let still_parked = {
+        // A session a clean start already ended is not expired again.
+        let registered = self.sessions.lock().by_key(session.key).is_some();
+        let still_parked = registered && {
             let inner = session.inner.lock();
             inner.generation == generation && inner.link.is_none()
         };
