@@ -22,7 +22,7 @@ use skerry_codec::{
 };
 use skerry_tests::broker::TestBroker;
 use skerry_tests::raw::WAIT;
-use skerry_tests::stream::StreamClient;
+use skerry_tests::stream::{qos1, StreamClient};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -103,56 +103,26 @@ const TCP_LISTENER: &str = "        - name: tcp\n          bind: 127.0.0.1:0\n";
 
 type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
-/// Connects over TLS and sends `connect`: the client and its CONNACK,
-/// or why the broker refused before any CONNACK.
-async fn tls_connect(addr: SocketAddr, tls: &TlsConnector, connect: Connect) -> Result<(StreamClient<Tls>, ConnAck), String> {
-    let tcp = TcpStream::connect(addr).await.expect("connect");
+/// Opens TCP, writes `prefix` (a PROXY header) and runs the TLS handshake.
+async fn tls_stream(addr: SocketAddr, prefix: &[u8], tls: &TlsConnector) -> Result<Tls, String> {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(prefix).await.expect("write");
     let name = ServerName::try_from("127.0.0.1").expect("IP name");
-    let stream = tls.connect(name, tcp).await.map_err(|e| format!("TLS handshake: {e}"))?;
-    let mut client = StreamClient::new(stream, V5);
+    tls.connect(name, tcp).await.map_err(|e| format!("TLS handshake: {e}"))
+}
+
+/// TLS (after `prefix`), then `connect`: the client and its CONNACK, or
+/// why the broker refused before any CONNACK.
+async fn tls_connect(
+    addr: SocketAddr,
+    prefix: &[u8],
+    tls: &TlsConnector,
+    connect: Connect,
+) -> Result<(StreamClient<Tls>, ConnAck), String> {
+    let mut client = StreamClient::new(tls_stream(addr, prefix, tls).await?, V5);
     match client.connect(connect).await {
         Some(ack) => Ok((client, ack)),
         None => Err("closed without CONNACK".to_owned()),
-    }
-}
-
-/// SUBSCRIBE to one filter at QoS 1; the SUBACK's reason code.
-async fn subscribe<S: AsyncRead + AsyncWrite + Unpin>(c: &mut StreamClient<S>, filter: &str) -> ReasonCode {
-    let filters = vec![(filter.to_owned(), SubscriptionOptions::new(QoS::AtLeastOnce))];
-    let packet_id = NonZeroU16::MIN;
-    c.send(&Packet::Subscribe(Subscribe { packet_id, filters, properties: Default::default() })).await.expect("send");
-    match c.recv().await {
-        Some(Packet::SubAck(a)) => a.return_codes[0],
-        other => panic!("expected SUBACK, got {other:?}"),
-    }
-}
-
-/// PUBLISH at QoS 1; the PUBACK's reason code.
-async fn publish<S: AsyncRead + AsyncWrite + Unpin>(c: &mut StreamClient<S>, topic: &str, payload: &str) -> ReasonCode {
-    c.send(&Packet::Publish(qos1(topic, payload))).await.expect("send");
-    match c.recv().await {
-        Some(Packet::PubAck(a)) => a.reason,
-        other => panic!("expected PUBACK, got {other:?}"),
-    }
-}
-
-fn qos1(topic: &str, payload: &str) -> Publish {
-    let mut p = Publish::new(topic, payload.to_owned());
-    p.qos = QoS::AtLeastOnce;
-    p.packet_id = NonZeroU16::new(3);
-    p
-}
-
-/// The next message's topic and payload (acknowledged).
-async fn received<S: AsyncRead + AsyncWrite + Unpin>(c: &mut StreamClient<S>) -> (String, Bytes) {
-    match c.recv().await {
-        Some(Packet::Publish(p)) => {
-            if let Some(id) = p.packet_id {
-                c.send(&Packet::PubAck(Ack::new(id))).await.expect("send");
-            }
-            (p.topic.to_string(), p.payload)
-        }
-        other => panic!("expected PUBLISH, got {other:?}"),
     }
 }
 
@@ -175,12 +145,12 @@ async fn tls_without_client_ca_admits_any_client() {
     let listeners = tls_listener("tls", "") + TCP_LISTENER;
     let broker = TestBroker::start_in(&yaml("  allow_anonymous: true", &listeners), pki.base()).await;
     let tls = pki.connector(None);
-    let (mut sub, ack) = tls_connect(broker.addr("tls"), &tls, Connect::new(V5, "tls-sub")).await.expect("TLS client admitted");
+    let (mut sub, ack) = tls_connect(broker.addr("tls"), b"", &tls, Connect::new(V5, "tls-sub")).await.expect("TLS client admitted");
     assert_eq!(ack.reason, ReasonCode::Success);
-    assert_eq!(subscribe(&mut sub, "tls/#").await, ReasonCode::GrantedQoS1);
+    assert_eq!(sub.subscribe("tls/#").await, ReasonCode::GrantedQoS1);
     let (mut tcp, _) = tcp_client(broker.addr("tcp"), b"", "tcp-pub").await;
-    assert_eq!(publish(&mut tcp, "tls/from-tcp", "plain").await, ReasonCode::Success);
-    assert_eq!(received(&mut sub).await, ("tls/from-tcp".to_owned(), Bytes::from("plain")));
+    assert_eq!(tcp.publish("tls/from-tcp", "plain").await, ReasonCode::Success);
+    assert_eq!(sub.received().await, ("tls/from-tcp".to_owned(), Bytes::from("plain")));
 
     if skerry_tests::have("mosquitto_pub") {
         let cafile = pki.ca.cert_path();
@@ -192,7 +162,7 @@ async fn tls_without_client_ca_admits_any_client() {
             .output();
         let out = tokio::time::timeout(WAIT, out).await.expect("mosquitto_pub exits").expect("spawn");
         assert!(out.status.success(), "mosquitto_pub over TLS: {}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(received(&mut sub).await, ("tls/mosquitto".to_owned(), Bytes::from("over tls")));
+        assert_eq!(sub.received().await, ("tls/mosquitto".to_owned(), Bytes::from("over tls")));
     } else {
         eprintln!("SKIPPED the mosquitto_pub part: mosquitto-clients not installed");
     }
@@ -208,23 +178,23 @@ async fn tls_client_certificate_is_required_and_its_cn_is_the_username() {
     let addr = broker.addr("tls");
     let tls = pki.connector(Some(&device));
 
-    let (mut sub, ack) = tls_connect(addr, &tls, Connect::new(V5, "dev-7-sub")).await.expect("certificate admitted");
+    let (mut sub, ack) = tls_connect(addr, b"", &tls, Connect::new(V5, "dev-7-sub")).await.expect("certificate admitted");
     assert_eq!(ack.reason, ReasonCode::Success, "no password, no anonymity: the certificate let it in");
-    assert_eq!(subscribe(&mut sub, "devices/dev-7/#").await, ReasonCode::GrantedQoS1);
-    assert_eq!(subscribe(&mut sub, "devices/other/#").await, ReasonCode::NotAuthorized);
+    assert_eq!(sub.subscribe("devices/dev-7/#").await, ReasonCode::GrantedQoS1);
+    assert_eq!(sub.subscribe("devices/other/#").await, ReasonCode::NotAuthorized);
     // A claimed username is ignored: the certificate decides who this is.
     let mut claim = Connect::new(V5, "dev-7-pub");
     claim.username = Some("dev-99".to_owned());
-    let (mut publisher, _) = tls_connect(addr, &tls, claim).await.expect("admitted");
-    assert_eq!(publish(&mut publisher, "devices/dev-7/temp", "21").await, ReasonCode::Success);
-    assert_eq!(publish(&mut publisher, "devices/other/temp", "99").await, ReasonCode::NotAuthorized);
-    assert_eq!(received(&mut sub).await, ("devices/dev-7/temp".to_owned(), Bytes::from("21")));
+    let (mut publisher, _) = tls_connect(addr, b"", &tls, claim).await.expect("admitted");
+    assert_eq!(publisher.publish("devices/dev-7/temp", "21").await, ReasonCode::Success);
+    assert_eq!(publisher.publish("devices/other/temp", "99").await, ReasonCode::NotAuthorized);
+    assert_eq!(sub.received().await, ("devices/dev-7/temp".to_owned(), Bytes::from("21")));
 
-    let refused = tls_connect(addr, &pki.connector(None), Connect::new(V5, "no-cert")).await;
+    let refused = tls_connect(addr, b"", &pki.connector(None), Connect::new(V5, "no-cert")).await;
     assert!(refused.is_err(), "a client without a certificate must fail the handshake");
     let mut stranger_ca = Pki::new();
     let stranger = stranger_ca.client("dev-7");
-    let refused = tls_connect(addr, &stranger_ca.connector(Some(&stranger)), Connect::new(V5, "other-ca")).await;
+    let refused = tls_connect(addr, b"", &stranger_ca.connector(Some(&stranger)), Connect::new(V5, "other-ca")).await;
     assert!(refused.is_err(), "a certificate from another CA must fail the handshake");
     broker.stop().await;
 }
@@ -238,9 +208,9 @@ async fn tls_revoked_certificate_is_refused() {
     let tls_extra = "            client_ca: ca/ca.crt\n            require_certificate: true\n            use_identity_as_username: true\n            crl: crl.pem\n";
     let broker = TestBroker::start_in(&yaml(DEVICE_ACL, &tls_listener("tls", tls_extra)), pki.base()).await;
     let addr = broker.addr("tls");
-    let (_, ack) = tls_connect(addr, &pki.connector(Some(&good)), Connect::new(V5, "good")).await.expect("valid certificate admitted");
+    let (_, ack) = tls_connect(addr, b"", &pki.connector(Some(&good)), Connect::new(V5, "good")).await.expect("valid certificate admitted");
     assert_eq!(ack.reason, ReasonCode::Success);
-    let refused = tls_connect(addr, &pki.connector(Some(&revoked)), Connect::new(V5, "revoked")).await;
+    let refused = tls_connect(addr, b"", &pki.connector(Some(&revoked)), Connect::new(V5, "revoked")).await;
     assert!(refused.is_err(), "a revoked certificate must fail the handshake, got {:?}", refused.map(|r| r.1));
     broker.stop().await;
 }
@@ -277,11 +247,11 @@ async fn proxy_v2_ssl_tlv_cn_becomes_the_username() {
     // SSL | CERT_CONN | CERT_SESS, verified.
     let (mut sub, ack) = tcp_client(addr, &proxy_v2(addr, Some((0x07, 0, "dev-42"))), "dev-42-sub").await;
     assert_eq!(ack.map(|a| a.reason), Some(ReasonCode::Success), "admitted by the CN alone");
-    assert_eq!(subscribe(&mut sub, "devices/dev-42/#").await, ReasonCode::GrantedQoS1);
+    assert_eq!(sub.subscribe("devices/dev-42/#").await, ReasonCode::GrantedQoS1);
     let (mut c, _) = tcp_client(addr, &proxy_v2(addr, Some((0x07, 0, "dev-42"))), "dev-42").await;
-    assert_eq!(publish(&mut c, "devices/dev-42/x", "mine").await, ReasonCode::Success);
-    assert_eq!(publish(&mut c, "devices/other/x", "theirs").await, ReasonCode::NotAuthorized);
-    assert_eq!(received(&mut sub).await, ("devices/dev-42/x".to_owned(), Bytes::from("mine")));
+    assert_eq!(c.publish("devices/dev-42/x", "mine").await, ReasonCode::Success);
+    assert_eq!(c.publish("devices/other/x", "theirs").await, ReasonCode::NotAuthorized);
+    assert_eq!(sub.received().await, ("devices/dev-42/x".to_owned(), Bytes::from("mine")));
 
     // Without a CN, or with one the balancer failed to verify, nobody vouches for the client.
     for (what, header) in [
@@ -335,12 +305,30 @@ async fn proxy_v1_header_is_understood() {
     let header = ppp::v1::Addresses::new_tcp4([192, 0, 2, 1], [127, 0, 0, 1], 40000, addr.port()).to_string();
     let (mut sub, ack) = tcp_client(addr, header.as_bytes(), "v1-sub").await;
     assert_eq!(ack.map(|a| a.reason), Some(ReasonCode::Success));
-    assert_eq!(subscribe(&mut sub, "v1/#").await, ReasonCode::GrantedQoS1);
+    assert_eq!(sub.subscribe("v1/#").await, ReasonCode::GrantedQoS1);
     let unknown = ppp::v1::Addresses::Unknown.to_string();
     let (mut publisher, ack) = tcp_client(addr, unknown.as_bytes(), "v1-pub").await;
     assert_eq!(ack.map(|a| a.reason), Some(ReasonCode::Success), "PROXY UNKNOWN keeps the socket's address");
-    assert_eq!(publish(&mut publisher, "v1/x", "via v1").await, ReasonCode::Success);
-    assert_eq!(received(&mut sub).await, ("v1/x".to_owned(), Bytes::from("via v1")));
+    assert_eq!(publisher.publish("v1/x", "via v1").await, ReasonCode::Success);
+    assert_eq!(sub.received().await, ("v1/x".to_owned(), Bytes::from("via v1")));
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn proxy_header_in_front_of_tls_keeps_the_tls_identity() {
+    let mut pki = Pki::new();
+    let device = pki.client("dev-9");
+    let tls_extra = "            client_ca: ca/ca.crt\n            require_certificate: true\n            use_identity_as_username: true\n          proxy_protocol:\n            trusted: [127.0.0.1/32]\n";
+    let broker = TestBroker::start_in(&yaml(DEVICE_ACL, &tls_listener("tls", tls_extra)), pki.base()).await;
+    let addr = broker.addr("tls");
+    // The header names another CN, but this listener takes identities from its own TLS only.
+    let header = proxy_v2(addr, Some((0x07, 0, "dev-42")));
+    let (mut c, ack) = tls_connect(addr, &header, &pki.connector(Some(&device)), Connect::new(V5, "behind-lb"))
+        .await
+        .expect("PROXY, then TLS");
+    assert_eq!(ack.reason, ReasonCode::Success);
+    assert_eq!(c.publish("devices/dev-9/x", "tls identity").await, ReasonCode::Success);
+    assert_eq!(c.publish("devices/dev-42/x", "header identity").await, ReasonCode::NotAuthorized);
     broker.stop().await;
 }
 
@@ -380,35 +368,36 @@ async fn slow_proxy_header_does_not_extend_the_handshake_deadline() {
     broker.stop().await;
 }
 
+/// Packets encoded back to back.
+fn encoded(packets: &[Packet]) -> BytesMut {
+    let mut out = BytesMut::new();
+    for p in packets {
+        encode(p, V5, &mut out).expect("encode");
+    }
+    out
+}
+
 /// MQTT over a WebSocket client: binary frames out, packets decoded from
 /// whatever frames come in.
-struct WsClient {
-    ws: tokio_tungstenite::WebSocketStream<TcpStream>,
+struct WsClient<S> {
+    ws: tokio_tungstenite::WebSocketStream<S>,
     buf: BytesMut,
 }
 
-impl WsClient {
-    async fn open(addr: SocketAddr, protocol: Option<&str>) -> Result<WsClient, String> {
-        let mut request = format!("ws://{addr}/mqtt").into_client_request().expect("request");
+impl<S: AsyncRead + AsyncWrite + Unpin> WsClient<S> {
+    /// The upgrade to `/mqtt` on `stream`, offering `protocol`.
+    async fn open(stream: S, scheme: &str, protocol: Option<&str>) -> Result<WsClient<S>, String> {
+        let mut request = format!("{scheme}://127.0.0.1/mqtt").into_client_request().expect("request");
         if let Some(p) = protocol {
             request.headers_mut().insert("Sec-WebSocket-Protocol", p.parse().expect("header"));
         }
-        let tcp = TcpStream::connect(addr).await.expect("connect");
-        let (ws, response) = tokio_tungstenite::client_async(request, tcp).await.map_err(|e| e.to_string())?;
+        let (ws, response) = tokio_tungstenite::client_async(request, stream).await.map_err(|e| e.to_string())?;
         assert_eq!(response.headers()["Sec-WebSocket-Protocol"], "mqtt");
         Ok(WsClient { ws, buf: BytesMut::new() })
     }
 
     async fn send_frame(&mut self, bytes: &[u8]) {
         self.ws.send(Message::Binary(Bytes::copy_from_slice(bytes))).await.expect("send frame");
-    }
-
-    fn encoded(packets: &[Packet]) -> BytesMut {
-        let mut out = BytesMut::new();
-        for p in packets {
-            encode(p, V5, &mut out).expect("encode");
-        }
-        out
     }
 
     async fn recv(&mut self) -> Option<Packet> {
@@ -433,34 +422,58 @@ async fn websocket_listener_round_trips_a_publish() {
     let listeners =
         format!("        - name: ws\n          bind: 127.0.0.1:0\n          transport: ws\n          websocket_path: /mqtt\n{TCP_LISTENER}");
     let broker = TestBroker::start_in(&yaml("  allow_anonymous: true", &listeners), Path::new(".")).await;
-    let refused = WsClient::open(broker.addr("ws"), None).await;
+    let tcp = || async { TcpStream::connect(broker.addr("ws")).await.expect("connect") };
+    let refused = WsClient::open(tcp().await, "ws", None).await;
     assert!(refused.is_err(), "the `mqtt` subprotocol is required");
 
-    let mut ws = WsClient::open(broker.addr("ws"), Some("mqtt")).await.expect("upgrade");
+    let mut ws = WsClient::open(tcp().await, "ws", Some("mqtt")).await.expect("upgrade");
     // CONNECT split over two frames, then SUBSCRIBE and PINGREQ in one.
-    let connect = WsClient::encoded(&[Packet::Connect(Connect::new(V5, "ws-client"))]);
+    let connect = encoded(&[Packet::Connect(Connect::new(V5, "ws-client"))]);
     ws.send_frame(&connect[..3]).await;
     ws.send_frame(&connect[3..]).await;
     assert!(matches!(ws.recv().await, Some(Packet::ConnAck(a)) if a.reason == ReasonCode::Success));
     let filters = vec![("ws/#".to_owned(), SubscriptionOptions::new(QoS::AtLeastOnce))];
     let sub = Packet::Subscribe(Subscribe { packet_id: NonZeroU16::MIN, filters, properties: Default::default() });
-    ws.send_frame(&WsClient::encoded(&[sub, Packet::PingReq])).await;
+    ws.send_frame(&encoded(&[sub, Packet::PingReq])).await;
     assert!(matches!(ws.recv().await, Some(Packet::SubAck(a)) if a.return_codes == [ReasonCode::GrantedQoS1]));
     assert_eq!(ws.recv().await, Some(Packet::PingResp));
 
     let (mut tcp, _) = tcp_client(broker.addr("tcp"), b"", "tcp-pub").await;
-    assert_eq!(subscribe(&mut tcp, "tcp/#").await, ReasonCode::GrantedQoS1);
-    assert_eq!(publish(&mut tcp, "ws/in", "to ws").await, ReasonCode::Success);
+    assert_eq!(tcp.subscribe("tcp/#").await, ReasonCode::GrantedQoS1);
+    assert_eq!(tcp.publish("ws/in", "to ws").await, ReasonCode::Success);
     match ws.recv().await {
         Some(Packet::Publish(p)) => {
             assert_eq!((p.topic.as_str(), &p.payload[..]), ("ws/in", &b"to ws"[..]));
-            ws.send_frame(&WsClient::encoded(&[Packet::PubAck(Ack::new(p.packet_id.expect("QoS 1")))])).await;
+            ws.send_frame(&encoded(&[Packet::PubAck(Ack::new(p.packet_id.expect("QoS 1")))])).await;
         }
         other => panic!("expected PUBLISH over WebSocket, got {other:?}"),
     }
-    ws.send_frame(&WsClient::encoded(&[Packet::Publish(qos1("tcp/out", "from ws"))])).await;
+    ws.send_frame(&encoded(&[Packet::Publish(qos1("tcp/out", "from ws"))])).await;
     assert!(matches!(ws.recv().await, Some(Packet::PubAck(a)) if a.reason == ReasonCode::Success));
-    assert_eq!(received(&mut tcp).await, ("tcp/out".to_owned(), Bytes::from("from ws")));
+    assert_eq!(tcp.received().await, ("tcp/out".to_owned(), Bytes::from("from ws")));
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn wss_with_an_optional_client_certificate() {
+    let mut pki = Pki::new();
+    let device = pki.client("dev-5");
+    let listener = tls_listener("wss", "            client_ca: ca/ca.crt\n            use_identity_as_username: true\n")
+        .replace("transport: tls", "transport: wss");
+    let broker = TestBroker::start_in(&yaml(DEVICE_ACL, &listener), pki.base()).await;
+    let addr = broker.addr("wss");
+    let tls = tls_stream(addr, b"", &pki.connector(Some(&device))).await.expect("TLS");
+    let mut ws = WsClient::open(tls, "wss", Some("mqtt")).await.expect("upgrade");
+    ws.send_frame(&encoded(&[Packet::Connect(Connect::new(V5, "wss-dev"))])).await;
+    assert!(matches!(ws.recv().await, Some(Packet::ConnAck(a)) if a.reason == ReasonCode::Success));
+    ws.send_frame(&encoded(&[Packet::Publish(qos1("devices/dev-5/up", "hi"))])).await;
+    assert!(matches!(ws.recv().await, Some(Packet::PubAck(a)) if a.reason == ReasonCode::Success), "CN is the username");
+
+    // No certificate is allowed here, but then nothing vouches for the client.
+    let tls = tls_stream(addr, b"", &pki.connector(None)).await.expect("TLS without a certificate");
+    let mut ws = WsClient::open(tls, "wss", Some("mqtt")).await.expect("upgrade");
+    ws.send_frame(&encoded(&[Packet::Connect(Connect::new(V5, "wss-anon"))])).await;
+    assert!(matches!(ws.recv().await, Some(Packet::ConnAck(a)) if a.reason == ReasonCode::NotAuthorized));
     broker.stop().await;
 }
 

@@ -4,6 +4,7 @@
 mod admin;
 mod ca;
 mod config_cmd;
+mod ctl;
 mod logging;
 mod passwd;
 mod run;
@@ -34,6 +35,9 @@ enum Command {
     /// The bundled certificate authority: create a CA, issue server and device
     /// certificates, revoke them, publish a CRL.
     Ca(ca::CaArgs),
+    /// Operate a running appliance over its admin API: sessions, disconnects,
+    /// retained messages, balancer backends.
+    Ctl(ctl::CtlArgs),
     /// Add a user to the broker's users file, change a password, or delete a user.
     Passwd(passwd::PasswdArgs),
 }
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Command::Config(cmd) => config_cmd::run(cmd),
         Command::Ca(args) => ca::run(args),
         Command::Passwd(args) => passwd::run(args),
+        Command::Ctl(args) => ctl::run(args),
     };
     match result {
         Ok(code) => code,

@@ -54,7 +54,9 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 async fn supervise(config: Config, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let mut nodes = Vec::new();
     for n in &config.broker.nodes {
-        let node = Node::start(n, &config.broker).await.with_context(|| format!("starting node {}", n.name))?;
+        let node = Node::start(n, &config.broker)
+            .await
+            .with_context(|| format!("starting node {}", n.name))?;
         nodes.push(node);
     }
     let handles: Vec<_> = nodes.iter().map(Node::handle).collect();

@@ -16,8 +16,17 @@ const RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
 
 /// Every `tls` block in the configuration.
 fn tls_blocks(config: &Config) -> impl Iterator<Item = &TlsFiles> {
-    let nodes = config.broker.nodes.iter().flat_map(|n| &n.listeners).filter_map(|l| l.tls.as_ref());
-    let lb = config.lb.iter().flat_map(|lb| &lb.listeners).filter_map(|l| l.tls.as_ref());
+    let nodes = config
+        .broker
+        .nodes
+        .iter()
+        .flat_map(|n| &n.listeners)
+        .filter_map(|l| l.tls.as_ref());
+    let lb = config
+        .lb
+        .iter()
+        .flat_map(|lb| &lb.listeners)
+        .filter_map(|l| l.tls.as_ref());
     nodes.chain(lb)
 }
 
@@ -43,7 +52,8 @@ fn ensure_ca(dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     let name = format!("Skerry CA {}", host_name());
-    Ca::create_in(dir, &CaOptions::new(name)).with_context(|| format!("creating the bundled CA in {}", dir.display()))?;
+    Ca::create_in(dir, &CaOptions::new(name))
+        .with_context(|| format!("creating the bundled CA in {}", dir.display()))?;
     info!(dir = %dir.display(), "created the bundled CA");
     Ok(())
 }

@@ -6,8 +6,13 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use skerry_codec::{decode_packet, encode, ConnAck, Connect, Packet, ProtocolVersion};
+use std::num::NonZeroU16;
+
+use bytes::{Bytes, BytesMut};
+use skerry_codec::{
+    decode_packet, encode, Ack, ConnAck, Connect, Packet, ProtocolVersion, Publish, QoS, ReasonCode, Subscribe,
+    SubscriptionOptions,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::raw::WAIT;
@@ -65,4 +70,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamClient<S> {
             }
         }
     }
+
+    /// SUBSCRIBE to one filter at QoS 1; the SUBACK's reason code.
+    pub async fn subscribe(&mut self, filter: &str) -> ReasonCode {
+        let filters = vec![(filter.to_owned(), SubscriptionOptions::new(QoS::AtLeastOnce))];
+        let sub = Subscribe { packet_id: NonZeroU16::MIN, filters, properties: Default::default() };
+        self.send(&Packet::Subscribe(sub)).await.expect("send SUBSCRIBE");
+        match self.recv().await {
+            Some(Packet::SubAck(a)) => a.return_codes[0],
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// PUBLISH at QoS 1; the PUBACK's reason code.
+    pub async fn publish(&mut self, topic: &str, payload: &str) -> ReasonCode {
+        self.send(&Packet::Publish(qos1(topic, payload))).await.expect("send PUBLISH");
+        match self.recv().await {
+            Some(Packet::PubAck(a)) => a.reason,
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+
+    /// The next message's topic and payload, acknowledged if QoS 1.
+    pub async fn received(&mut self) -> (String, Bytes) {
+        match self.recv().await {
+            Some(Packet::Publish(p)) => {
+                if let Some(id) = p.packet_id {
+                    self.send(&Packet::PubAck(Ack::new(id))).await.expect("send PUBACK");
+                }
+                (p.topic.to_string(), p.payload)
+            }
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+}
+
+/// A QoS 1 PUBLISH with packet id 3.
+pub fn qos1(topic: &str, payload: &str) -> Publish {
+    let mut p = Publish::new(topic, payload.to_owned());
+    p.qos = QoS::AtLeastOnce;
+    p.packet_id = NonZeroU16::new(3);
+    p
 }

@@ -9,7 +9,11 @@ use super::{reply, AdminState, Reply};
 
 /// Dispatches `/api/...` requests.
 pub(super) fn route(state: &AdminState, method: &Method, path: &str, query: &str) -> Reply {
-    let parts: Vec<&str> = path.trim_start_matches("/api/v1/").split('/').filter(|p| !p.is_empty()).collect();
+    let parts: Vec<&str> = path
+        .trim_start_matches("/api/v1/")
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .collect();
     match (method, parts.as_slice()) {
         (&Method::GET, ["sessions"]) => ok(sessions(state, &param(query, "search"))),
         (&Method::GET, ["sessions", id]) => match session(state, &decode(id)) {
@@ -34,12 +38,21 @@ fn ok(v: Value) -> Reply {
 }
 
 fn not_found(what: &str) -> Reply {
-    reply(StatusCode::NOT_FOUND, "application/json", json!({ "error": what }).to_string())
+    reply(
+        StatusCode::NOT_FOUND,
+        "application/json",
+        json!({ "error": what }).to_string(),
+    )
 }
 
 /// The value of `key` in a query string (percent-decoded), or "".
 fn param(query: &str, key: &str) -> String {
-    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| decode(v)).unwrap_or_default()
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| decode(v))
+        .unwrap_or_default()
 }
 
 /// Percent-decoding for path segments and query values (client ids may hold `/`).
@@ -48,7 +61,10 @@ fn decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
         match (bytes[i], hex) {
             (b'%', Some(b)) => {
                 out.push(b);
@@ -81,7 +97,12 @@ fn session_json(s: &skerry_broker::SessionInfo) -> Value {
 }
 
 fn sessions(state: &AdminState, search: &str) -> Value {
-    let list: Vec<Value> = state.nodes.iter().flat_map(|n| n.sessions(search)).map(|s| session_json(&s)).collect();
+    let list: Vec<Value> = state
+        .nodes
+        .iter()
+        .flat_map(|n| n.sessions(search))
+        .map(|s| session_json(&s))
+        .collect();
     json!({ "sessions": list })
 }
 

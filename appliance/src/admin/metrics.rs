@@ -28,7 +28,11 @@ pub(super) fn registry(nodes: &[NodeHandle]) -> Registry {
 pub(super) fn render(registry: &Registry) -> Reply {
     let mut out = String::new();
     match prometheus_client::encoding::text::encode(&mut out, registry) {
-        Ok(()) => reply(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", out),
+        Ok(()) => reply(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            out,
+        ),
         Err(e) => {
             let mut msg = String::new();
             let _ = write!(msg, "encoding metrics failed: {e}");
@@ -43,7 +47,9 @@ struct BrokerCollector {
 
 impl std::fmt::Debug for BrokerCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BrokerCollector").field("nodes", &self.nodes.len()).finish()
+        f.debug_struct("BrokerCollector")
+            .field("nodes", &self.nodes.len())
+            .finish()
     }
 }
 
@@ -72,8 +78,11 @@ impl Collector for BrokerCollector {
         let node_label = |n: &NodeHandle| vec![("node", n.name().to_owned())];
         let Some(first) = self.nodes.first() else { return Ok(()) };
         for (i, (name, _)) in first.stats().snapshot().into_iter().enumerate() {
-            let samples: Vec<_> =
-                self.nodes.iter().map(|n| (node_label(n), n.stats().snapshot()[i].1)).collect();
+            let samples: Vec<_> = self
+                .nodes
+                .iter()
+                .map(|n| (node_label(n), n.stats().snapshot()[i].1))
+                .collect();
             family(&mut encoder, name, name, MetricType::Counter, &samples)?;
         }
         let mut connacks = Vec::new();
@@ -84,12 +93,20 @@ impl Collector for BrokerCollector {
                 connacks.push((labels, count));
             }
         }
-        family(&mut encoder, "mqtt_connack_sent", "CONNACKs sent, by reason code", MetricType::Counter, &connacks)?;
+        family(
+            &mut encoder,
+            "mqtt_connack_sent",
+            "CONNACKs sent, by reason code",
+            MetricType::Counter,
+            &connacks,
+        )?;
         let gauges: [(&str, &str, fn(&NodeHandle) -> u64); 3] = [
             ("mqtt_clients_connected", "clients connected now", |n| {
                 n.stats().clients_connected.load(std::sync::atomic::Ordering::Relaxed)
             }),
-            ("mqtt_sessions", "sessions held (online and offline)", |n| n.session_count() as u64),
+            ("mqtt_sessions", "sessions held (online and offline)", |n| {
+                n.session_count() as u64
+            }),
             ("retain_messages", "retained messages", |n| n.retained_count() as u64),
         ];
         for (name, help, read) in gauges {

@@ -36,7 +36,12 @@ pub(crate) struct AdminState {
 impl AdminState {
     pub(crate) fn new(nodes: Vec<NodeHandle>, token: Option<String>) -> Self {
         let registry = metrics::registry(&nodes);
-        Self { nodes, token, ready: AtomicBool::new(false), registry }
+        Self {
+            nodes,
+            token,
+            ready: AtomicBool::new(false),
+            registry,
+        }
     }
 }
 
@@ -45,7 +50,11 @@ pub(crate) fn read_token(cfg: &skerry_config::Admin) -> anyhow::Result<Option<St
     let Some(path) = &cfg.token_file else { return Ok(None) };
     let token = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let token = token.trim().to_owned();
-    anyhow::ensure!(!token.is_empty(), "{} is empty: the admin token cannot be empty", path.display());
+    anyhow::ensure!(
+        !token.is_empty(),
+        "{} is empty: the admin token cannot be empty",
+        path.display()
+    );
     Ok(Some(token))
 }
 
@@ -55,7 +64,9 @@ pub(crate) async fn serve(
     state: Arc<AdminState>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(bind).await.with_context(|| format!("admin: cannot listen on {bind}"))?;
+    let listener = TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("admin: cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
     info!(%addr, "admin endpoint listening");
     let task = tokio::spawn(async move {
@@ -75,7 +86,10 @@ pub(crate) async fn serve(
             let state = Arc::clone(&state);
             tokio::spawn(async move {
                 let service = service_fn(move |req| handle(Arc::clone(&state), req));
-                if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                if let Err(e) = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
                     debug!(%peer, error = %e, "admin connection ended");
                 }
             });
@@ -105,7 +119,11 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Result<Reply,
             if authorized(&state, &req) {
                 api::route(&state, req.method(), p, req.uri().query().unwrap_or(""))
             } else {
-                reply(StatusCode::UNAUTHORIZED, "application/json", r#"{"error":"missing or wrong bearer token"}"#)
+                reply(
+                    StatusCode::UNAUTHORIZED,
+                    "application/json",
+                    r#"{"error":"missing or wrong bearer token"}"#,
+                )
             }
         }
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
@@ -124,8 +142,13 @@ fn ready(state: &AdminState) -> Reply {
 
 fn authorized(state: &AdminState, req: &Request<Incoming>) -> bool {
     let Some(token) = &state.token else { return true };
-    let given = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let Some(given) = given.and_then(|v| v.strip_prefix("Bearer ")) else { return false };
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(given) = given.and_then(|v| v.strip_prefix("Bearer ")) else {
+        return false;
+    };
     // Compare in constant time so the token cannot be guessed byte by byte.
     given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
