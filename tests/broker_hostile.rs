@@ -3,11 +3,11 @@
 //! plain close), and a subscriber connected alongside keeps receiving as if
 //! nothing happened.
 
-use std::num::NonZeroU16;
 use std::time::Duration;
 
-use skerry_codec::{Connect, Packet, ProtocolVersion, Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions};
+use skerry_codec::{Connect, Packet, ProtocolVersion, Publish, QoS, ReasonCode};
 use skerry_tests::broker::TestBroker;
+use skerry_tests::hostile::{assert_closed_silently, assert_disconnected, packet, string, varint, Witness};
 use skerry_tests::raw::{RawClient, WAIT};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -30,95 +30,9 @@ async fn broker() -> TestBroker {
     TestBroker::start_in(yaml, std::path::Path::new(".")).await
 }
 
-fn id(n: u16) -> NonZeroU16 {
-    NonZeroU16::new(n).expect("non-zero packet id")
-}
-
-/// `first` byte, the remaining length as a variable byte integer, `body`.
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    out.extend(varint(body.len()));
-    out.extend_from_slice(body);
-    out
-}
-
-fn varint(mut n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (n % 128) as u8;
-        n /= 128;
-        out.push(if n > 0 { byte | 0x80 } else { byte });
-        if n == 0 {
-            return out;
-        }
-    }
-}
-
-/// A length-prefixed MQTT string of raw bytes.
-fn string(bytes: &[u8]) -> Vec<u8> {
-    let mut out = u16::try_from(bytes.len()).expect("short").to_be_bytes().to_vec();
-    out.extend_from_slice(bytes);
-    out
-}
-
-/// A subscriber connected before the attack, and the proof after it that
-/// the node still serves it.
-struct Witness {
-    sub: RawClient,
-    rounds: u16,
-}
-
-impl Witness {
-    async fn new(broker: &TestBroker) -> Witness {
-        let mut sub = RawClient::connected(broker.tcp(), V5, "witness").await;
-        let filters = vec![("witness/#".to_owned(), SubscriptionOptions::new(QoS::AtLeastOnce))];
-        sub.send(&Packet::Subscribe(Subscribe { packet_id: id(1), filters, properties: Default::default() })).await;
-        assert!(matches!(sub.recv().await, Some(Packet::SubAck(_))), "witness subscribed");
-        Witness { sub, rounds: 0 }
-    }
-
-    /// A fresh publisher's QoS 1 message reaches the witness.
-    async fn still_served(&mut self, broker: &TestBroker) {
-        self.rounds += 1;
-        let payload = format!("after attack {}", self.rounds);
-        let mut publisher = RawClient::connected(broker.tcp(), V5, &format!("witness-pub-{}", self.rounds)).await;
-        let mut p = Publish::new("witness/after", payload.clone());
-        p.qos = QoS::AtLeastOnce;
-        p.packet_id = Some(id(7));
-        publisher.send(&Packet::Publish(p)).await;
-        match publisher.recv().await {
-            Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::Success),
-            other => panic!("publisher expected PUBACK, got {other:?}"),
-        }
-        match self.sub.recv().await {
-            Some(Packet::Publish(p)) => {
-                assert_eq!((p.topic.as_str(), &p.payload[..], p.qos), ("witness/after", payload.as_bytes(), QoS::AtLeastOnce));
-                let id = p.packet_id.expect("QoS 1 has an id");
-                self.sub.send(&Packet::PubAck(skerry_codec::Ack::new(id))).await;
-            }
-            other => panic!("witness expected the message, got {other:?}"),
-        }
-    }
-}
-
 /// A connected attacker of `version`.
 async fn attacker(broker: &TestBroker, version: ProtocolVersion, name: &str) -> RawClient {
     RawClient::connected(broker.tcp(), version, name).await
-}
-
-/// The connection ends with exactly one v5 DISCONNECT carrying `reason`.
-async fn assert_disconnected(c: &mut RawClient, reason: ReasonCode, what: &str) {
-    let seen = c.until_closed().await;
-    match seen.as_slice() {
-        [Packet::Disconnect(d)] => assert_eq!(d.reason, reason, "{what}: {d:?}"),
-        other => panic!("{what}: expected DISCONNECT {reason} then close, got {other:?}"),
-    }
-}
-
-/// The connection ends without the broker sending anything.
-async fn assert_closed_silently(c: &mut RawClient, what: &str) {
-    let seen = c.until_closed().await;
-    assert!(seen.is_empty(), "{what}: expected a plain close, got {seen:?}");
 }
 
 /// Sends `bytes` on a fresh v5 connection and expects DISCONNECT `reason`.
@@ -133,7 +47,13 @@ async fn remaining_length_with_a_fifth_byte_is_malformed() {
     let broker = broker().await;
     let mut witness = Witness::new(&broker).await;
     // Four continuation bytes: the codec must not wait for a fifth.
-    v5_attack(&broker, &[0x30, 0xFF, 0xFF, 0xFF, 0xFF], ReasonCode::MalformedPacket, "5-byte length").await;
+    v5_attack(
+        &broker,
+        &[0x30, 0xFF, 0xFF, 0xFF, 0xFF],
+        ReasonCode::MalformedPacket,
+        "5-byte length",
+    )
+    .await;
     let mut c = attacker(&broker, V311, "v3-varint").await;
     c.send_bytes(&[0x30, 0x80, 0x80, 0x80, 0x80, 0x01]).await;
     assert_closed_silently(&mut c, "v3 5-byte length").await;
@@ -149,9 +69,27 @@ async fn reserved_flag_bits_are_malformed() {
     let mut subscribe = vec![0x00, 0x01, 0x00];
     subscribe.extend(string(b"a/b"));
     subscribe.push(0x01);
-    v5_attack(&broker, &packet(0x80, &subscribe), ReasonCode::MalformedPacket, "SUBSCRIBE flags 0").await;
-    v5_attack(&broker, &packet(0x60, &[0x00, 0x01]), ReasonCode::MalformedPacket, "PUBREL flags 0").await;
-    v5_attack(&broker, &packet(0xC1, &[]), ReasonCode::MalformedPacket, "PINGREQ flags 1").await;
+    v5_attack(
+        &broker,
+        &packet(0x80, &subscribe),
+        ReasonCode::MalformedPacket,
+        "SUBSCRIBE flags 0",
+    )
+    .await;
+    v5_attack(
+        &broker,
+        &packet(0x60, &[0x00, 0x01]),
+        ReasonCode::MalformedPacket,
+        "PUBREL flags 0",
+    )
+    .await;
+    v5_attack(
+        &broker,
+        &packet(0xC1, &[]),
+        ReasonCode::MalformedPacket,
+        "PINGREQ flags 1",
+    )
+    .await;
     witness.still_served(&broker).await;
     broker.stop().await;
 }
@@ -169,7 +107,11 @@ async fn v311_packets_with_v5_properties_are_closed() {
     let mut subscribe = vec![0x00, 0x01, 0x00];
     subscribe.extend(string(b"a/b"));
     subscribe.push(0x01);
-    for (what, bytes) in [("PUBLISH", packet(0x30, &publish)), ("PUBACK", puback), ("SUBSCRIBE", packet(0x82, &subscribe))] {
+    for (what, bytes) in [
+        ("PUBLISH", packet(0x30, &publish)),
+        ("PUBACK", puback),
+        ("SUBSCRIBE", packet(0x82, &subscribe)),
+    ] {
         let mut c = attacker(&broker, V311, &format!("v3-{what}")).await;
         c.send_bytes(&bytes).await;
         assert_closed_silently(&mut c, what).await;
@@ -227,10 +169,16 @@ async fn unfinished_connect_is_closed_after_the_handshake_timeout() {
     c.send_bytes(&[0x10, 0x10, 0x00, 0x04, b'M']).await;
     // The timeout is 500ms; the default (5s) would outlast this wait.
     let closed = c.recv_within(Duration::from_secs(4)).await;
-    assert!(matches!(closed, Ok(None)), "expected a close after handshake_timeout, got {closed:?}");
+    assert!(
+        matches!(closed, Ok(None)),
+        "expected a close after handshake_timeout, got {closed:?}"
+    );
     let mut silent = RawClient::open(broker.tcp(), V5).await;
     let closed = silent.recv_within(Duration::from_secs(4)).await;
-    assert!(matches!(closed, Ok(None)), "a silent socket is closed too, got {closed:?}");
+    assert!(
+        matches!(closed, Ok(None)),
+        "a silent socket is closed too, got {closed:?}"
+    );
     witness.still_served(&broker).await;
     broker.stop().await;
 }
@@ -247,7 +195,13 @@ async fn garbage_first_byte_closes_the_connection() {
         assert_closed_silently(&mut c, &format!("first byte {first:#04x}")).await;
     }
     // Packet type 0 once connected is malformed too.
-    v5_attack(&broker, &[0x00, 0x00], ReasonCode::MalformedPacket, "type 0 after CONNECT").await;
+    v5_attack(
+        &broker,
+        &[0x00, 0x00],
+        ReasonCode::MalformedPacket,
+        "type 0 after CONNECT",
+    )
+    .await;
     witness.still_served(&broker).await;
     broker.stop().await;
 }
@@ -283,11 +237,22 @@ async fn publish_before_connect_gets_no_connack() {
 async fn invalid_utf8_in_a_topic_is_malformed() {
     let broker = broker().await;
     let mut witness = Witness::new(&broker).await;
-    for topic in [&b"witness/\xC3\x28"[..], b"witness/\xFF", b"witness/\xED\xA0\x80", b"witness/\x00"] {
+    for topic in [
+        &b"witness/\xC3\x28"[..],
+        b"witness/\xFF",
+        b"witness/\xED\xA0\x80",
+        b"witness/\x00",
+    ] {
         let mut body = string(topic);
         body.push(0x00); // no properties
         body.extend_from_slice(b"payload");
-        v5_attack(&broker, &packet(0x30, &body), ReasonCode::MalformedPacket, &format!("topic {topic:?}")).await;
+        v5_attack(
+            &broker,
+            &packet(0x30, &body),
+            ReasonCode::MalformedPacket,
+            &format!("topic {topic:?}"),
+        )
+        .await;
     }
     witness.still_served(&broker).await;
     broker.stop().await;
@@ -300,8 +265,20 @@ async fn zero_packet_id_on_qos1_is_a_protocol_error() {
     let mut body = string(b"witness/zero");
     body.extend_from_slice(&[0x00, 0x00, 0x00]);
     body.extend_from_slice(b"payload");
-    v5_attack(&broker, &packet(0x32, &body), ReasonCode::ProtocolError, "QoS 1 with id 0").await;
-    v5_attack(&broker, &packet(0x34, &body), ReasonCode::ProtocolError, "QoS 2 with id 0").await;
+    v5_attack(
+        &broker,
+        &packet(0x32, &body),
+        ReasonCode::ProtocolError,
+        "QoS 1 with id 0",
+    )
+    .await;
+    v5_attack(
+        &broker,
+        &packet(0x34, &body),
+        ReasonCode::ProtocolError,
+        "QoS 2 with id 0",
+    )
+    .await;
     witness.still_served(&broker).await;
     broker.stop().await;
 }
@@ -310,8 +287,20 @@ async fn zero_packet_id_on_qos1_is_a_protocol_error() {
 async fn subscribe_without_filters_is_a_protocol_error() {
     let broker = broker().await;
     let mut witness = Witness::new(&broker).await;
-    v5_attack(&broker, &packet(0x82, &[0x00, 0x05, 0x00]), ReasonCode::ProtocolError, "SUBSCRIBE").await;
-    v5_attack(&broker, &packet(0xA2, &[0x00, 0x05, 0x00]), ReasonCode::ProtocolError, "UNSUBSCRIBE").await;
+    v5_attack(
+        &broker,
+        &packet(0x82, &[0x00, 0x05, 0x00]),
+        ReasonCode::ProtocolError,
+        "SUBSCRIBE",
+    )
+    .await;
+    v5_attack(
+        &broker,
+        &packet(0xA2, &[0x00, 0x05, 0x00]),
+        ReasonCode::ProtocolError,
+        "UNSUBSCRIBE",
+    )
+    .await;
     let mut c = attacker(&broker, V311, "empty-v3").await;
     c.send_bytes(&packet(0x82, &[0x00, 0x05])).await;
     assert_closed_silently(&mut c, "v3 SUBSCRIBE without filters").await;
@@ -327,9 +316,14 @@ async fn unsupported_protocol_level_gets_a_v3_connack_0x01() {
     body.extend_from_slice(&[7, 0x02, 0x00, 0x3C]);
     body.extend(string(b"from-the-future"));
     let mut tcp = TcpStream::connect(broker.tcp()).await.expect("connect");
-    tokio::io::AsyncWriteExt::write_all(&mut tcp, &packet(0x10, &body)).await.expect("write");
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &packet(0x10, &body))
+        .await
+        .expect("write");
     let mut answer = Vec::new();
-    tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer)).await.expect("close within the wait").expect("read");
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer))
+        .await
+        .expect("close within the wait")
+        .expect("read");
     // 3.1.1 form: type, length 2, no session present, return code 1.
     assert_eq!(answer, [0x20, 0x02, 0x00, 0x01]);
     witness.still_served(&broker).await;
@@ -354,8 +348,16 @@ async fn bad_v5_properties_close_with_their_reason_code() {
     bad_user.extend(string(b"\xFF"));
     let cases: [(&str, &[u8], ReasonCode); 5] = [
         // MQTT-3.3.4-6: a client must not send a Subscription Identifier.
-        ("subscription identifier from a client", &[0x0B, 0x01], ReasonCode::ProtocolError),
-        ("message expiry twice", &[0x02, 0, 0, 0, 9, 0x02, 0, 0, 0, 9], ReasonCode::ProtocolError),
+        (
+            "subscription identifier from a client",
+            &[0x0B, 0x01],
+            ReasonCode::ProtocolError,
+        ),
+        (
+            "message expiry twice",
+            &[0x02, 0, 0, 0, 9, 0x02, 0, 0, 0, 9],
+            ReasonCode::ProtocolError,
+        ),
         ("unknown property 0x7F", &[0x7F, 0x00], ReasonCode::MalformedPacket),
         ("property cut short", &[0x02, 0, 0], ReasonCode::MalformedPacket),
         ("user property value not UTF-8", &bad_user, ReasonCode::MalformedPacket),
@@ -380,10 +382,18 @@ async fn bad_subscription_options_close_with_their_reason_code() {
         packet(0x82, &body)
     };
     let cases = [
-        ("reserved option bits", subscribe(&[], 0x41), ReasonCode::MalformedPacket),
+        (
+            "reserved option bits",
+            subscribe(&[], 0x41),
+            ReasonCode::MalformedPacket,
+        ),
         ("maximum QoS 3", subscribe(&[], 0x03), ReasonCode::ProtocolError),
         ("retain handling 3", subscribe(&[], 0x31), ReasonCode::ProtocolError),
-        ("subscription identifier 0", subscribe(&[0x0B, 0x00], 0x01), ReasonCode::ProtocolError),
+        (
+            "subscription identifier 0",
+            subscribe(&[0x0B, 0x00], 0x01),
+            ReasonCode::ProtocolError,
+        ),
     ];
     for (what, bytes, reason) in cases {
         v5_attack(&broker, &bytes, reason, what).await;
@@ -415,14 +425,18 @@ async fn broken_connect_is_refused_without_a_session() {
         ("v5 will QoS 3", connect(5, 0x1E, &[], &will)),
         ("v5 will topic with a wildcard", connect(5, 0x06, &[], &will)),
         ("reserved connect flag", connect(4, 0x03, &[], b"")),
-        ("v3.1.1 password without user name", connect(4, 0x42, &[], &string(b"secret"))),
+        (
+            "v3.1.1 password without user name",
+            connect(4, 0x42, &[], &string(b"secret")),
+        ),
     ];
     for (what, bytes) in cases {
         let mut c = RawClient::open(broker.tcp(), V311).await;
         c.send_bytes(&bytes).await;
         let seen = c.until_closed().await;
         assert!(
-            seen.iter().all(|p| matches!(p, Packet::ConnAck(a) if a.reason.is_error())),
+            seen.iter()
+                .all(|p| matches!(p, Packet::ConnAck(a) if a.reason.is_error())),
             "{what}: expected a close (or a refusing CONNACK), got {seen:?}"
         );
     }

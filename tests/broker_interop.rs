@@ -35,7 +35,18 @@ fn port(broker: &TestBroker) -> String {
 async fn mosquitto_sub(broker: &TestBroker, version: &str, filter: &str, count: usize, extra: &[&str]) -> Child {
     let before = broker.stat("mqtt_subscribe_received");
     let child = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &port(broker), "-V", version, "-t", filter, "-q", "2"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port(broker),
+            "-V",
+            version,
+            "-t",
+            filter,
+            "-q",
+            "2",
+        ])
         .args(["-C", &count.to_string(), "-W", "20", "-F", "%j"])
         .args(extra)
         .stdout(Stdio::piped())
@@ -43,7 +54,10 @@ async fn mosquitto_sub(broker: &TestBroker, version: &str, filter: &str, count: 
         .kill_on_drop(true)
         .spawn()
         .expect("spawn mosquitto_sub");
-    eventually("mosquitto_sub's SUBSCRIBE", || broker.stat("mqtt_subscribe_received") > before).await;
+    eventually("mosquitto_sub's SUBSCRIBE", || {
+        broker.stat("mqtt_subscribe_received") > before
+    })
+    .await;
     child
 }
 
@@ -54,8 +68,16 @@ async fn messages(sub: Child) -> Vec<Value> {
         .expect("mosquitto_sub exits")
         .expect("mosquitto_sub output");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "mosquitto_sub: {}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+    assert!(
+        out.status.success(),
+        "mosquitto_sub: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }
 
 /// Runs `mosquitto_pub` to completion; it must succeed.
@@ -65,8 +87,15 @@ async fn mosquitto_pub(broker: &TestBroker, version: &str, args: &[&str]) {
         .args(args)
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(TOOL_WAIT, out).await.expect("mosquitto_pub exits").expect("spawn mosquitto_pub");
-    assert!(out.status.success(), "mosquitto_pub {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::time::timeout(TOOL_WAIT, out)
+        .await
+        .expect("mosquitto_pub exits")
+        .expect("spawn mosquitto_pub");
+    assert!(
+        out.status.success(),
+        "mosquitto_pub {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Topic, payload and QoS of a `%j` message.
@@ -89,7 +118,12 @@ async fn round_trip(sub_version: &str) {
         for qos in 0..3u64 {
             let topic = format!("interop/{sub_version}/{pub_version}/q{qos}");
             let payload = format!("{pub_version} says {qos}");
-            mosquitto_pub(&broker, pub_version, &["-t", &topic, "-m", &payload, "-q", &qos.to_string()]).await;
+            mosquitto_pub(
+                &broker,
+                pub_version,
+                &["-t", &topic, "-m", &payload, "-q", &qos.to_string()],
+            )
+            .await;
             expected.push((topic, payload, qos));
         }
     }
@@ -121,14 +155,23 @@ async fn mosquitto_retained_messages_reach_later_subscribers() {
     let broker = TestBroker::start("").await;
     for (qos, version) in VERSIONS.iter().enumerate() {
         let topic = format!("retained/{version}");
-        mosquitto_pub(&broker, version, &["-t", &topic, "-m", version, "-q", &qos.to_string(), "-r"]).await;
+        mosquitto_pub(
+            &broker,
+            version,
+            &["-t", &topic, "-m", version, "-q", &qos.to_string(), "-r"],
+        )
+        .await;
     }
     for version in VERSIONS {
         let sub = mosquitto_sub(&broker, version, "retained/#", 3, &[]).await;
         let mut got: Vec<_> = messages(sub).await;
         got.sort_by_key(|m| m["topic"].as_str().map(str::to_owned));
         for (m, (qos, from)) in got.iter().zip(VERSIONS.iter().enumerate()) {
-            assert_eq!(summary(m), (format!("retained/{from}"), (*from).to_owned(), qos as u64), "{version}");
+            assert_eq!(
+                summary(m),
+                (format!("retained/{from}"), (*from).to_owned(), qos as u64),
+                "{version}"
+            );
             assert_eq!(m["retain"], 1, "{version}: {m}");
         }
         assert_eq!(got.len(), 3, "{version}");
@@ -146,7 +189,12 @@ async fn mosquitto_v5_properties_pass_through() {
     let mut raw = RawClient::connected(broker.tcp(), ProtocolVersion::V5, "raw-props").await;
     let filters = vec![("props/#".to_owned(), SubscriptionOptions::new(QoS::AtLeastOnce))];
     let packet_id = NonZeroU16::MIN;
-    raw.send(&Packet::Subscribe(Subscribe { packet_id, filters, properties: Default::default() })).await;
+    raw.send(&Packet::Subscribe(Subscribe {
+        packet_id,
+        filters,
+        properties: Default::default(),
+    }))
+    .await;
     assert!(matches!(raw.recv().await, Some(Packet::SubAck(_))));
     let v5 = mosquitto_sub(&broker, "mqttv5", "props/#", 1, &[]).await;
     let v3 = mosquitto_sub(&broker, "mqttv311", "props/#", 1, &[]).await;
@@ -157,12 +205,30 @@ async fn mosquitto_v5_properties_pass_through() {
     ];
     let mut args = vec!["-t", "props/a", "-m", "body", "-q", "1"];
     args.extend(props.iter().flatten());
-    args.extend(["-D", "publish", "content-type", "text/plain", "-D", "publish", "response-topic", "props/reply"]);
+    args.extend([
+        "-D",
+        "publish",
+        "content-type",
+        "text/plain",
+        "-D",
+        "publish",
+        "response-topic",
+        "props/reply",
+    ]);
     mosquitto_pub(&broker, "mqttv5", &args).await;
 
-    let Some(Packet::Publish(p)) = raw.recv().await else { panic!("raw subscriber got no PUBLISH") };
-    let pairs = |l: &[(&str, &str)]| l.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
-    assert_eq!(p.properties.user_properties, pairs(&[("k", "v1"), ("k", "v2"), ("origin", "mosquitto")]));
+    let Some(Packet::Publish(p)) = raw.recv().await else {
+        panic!("raw subscriber got no PUBLISH")
+    };
+    let pairs = |l: &[(&str, &str)]| {
+        l.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        p.properties.user_properties,
+        pairs(&[("k", "v1"), ("k", "v2"), ("origin", "mosquitto")])
+    );
     assert_eq!(p.properties.content_type.as_deref(), Some("text/plain"));
     assert_eq!(p.properties.response_topic.as_deref(), Some("props/reply"));
 
@@ -196,7 +262,12 @@ async fn mosquitto_message_expiry_counts_down_and_expires() {
     let mut raw = RawClient::connected(broker.tcp(), ProtocolVersion::V5, "raw-expiry").await;
     let filters = vec![("expiry/#".to_owned(), SubscriptionOptions::new(QoS::AtLeastOnce))];
     let packet_id = NonZeroU16::MIN;
-    raw.send(&Packet::Subscribe(Subscribe { packet_id, filters, properties: Default::default() })).await;
+    raw.send(&Packet::Subscribe(Subscribe {
+        packet_id,
+        filters,
+        properties: Default::default(),
+    }))
+    .await;
     assert!(matches!(raw.recv().await, Some(Packet::SubAck(_))));
     let mut got = Vec::new();
     for _ in 0..2 {
@@ -214,8 +285,13 @@ async fn mosquitto_message_expiry_counts_down_and_expires() {
 
     let sub = mosquitto_sub(&broker, "mqttv5", "expiry/long", 1, &[]).await;
     let got = messages(sub).await;
-    let left = got[0]["properties"]["message-expiry-interval"].as_u64().expect("expiry in %j");
-    assert!((1..600).contains(&left), "mosquitto_sub sees the remaining lifetime: {left}");
+    let left = got[0]["properties"]["message-expiry-interval"]
+        .as_u64()
+        .expect("expiry in %j");
+    assert!(
+        (1..600).contains(&left),
+        "mosquitto_sub sees the remaining lifetime: {left}"
+    );
     broker.stop().await;
 }
 
@@ -233,15 +309,31 @@ async fn paho_round_trip(version: &str) {
     }
     let broker = TestBroker::start("").await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/paho_round_trip.py");
-    let run = Command::new("python3").args([script, "127.0.0.1", &port(&broker), version]).kill_on_drop(true).output();
-    let out = tokio::time::timeout(TOOL_WAIT, run).await.expect("paho script exits").expect("spawn python3");
+    let run = Command::new("python3")
+        .args([script, "127.0.0.1", &port(&broker), version])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(TOOL_WAIT, run)
+        .await
+        .expect("paho script exits")
+        .expect("spawn python3");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "paho script: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "paho script: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let result: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(result["granted"], serde_json::json!([2]), "{result}");
     assert_eq!(result["published"], true, "{result}");
     let got = result["received"].as_array().expect("received");
-    let user = |pairs: &[[&str; 2]]| if version == "5" { serde_json::json!(pairs) } else { serde_json::json!([]) };
+    let user = |pairs: &[[&str; 2]]| {
+        if version == "5" {
+            serde_json::json!(pairs)
+        } else {
+            serde_json::json!([])
+        }
+    };
     let expected = serde_json::json!([
         {"topic": format!("paho/{version}/data"), "payload": "hello", "qos": 2, "user": user(&[["origin", "paho"]])},
         {"topic": format!("paho/{version}/will"), "payload": "gone", "qos": 2, "user": user(&[["why", "dropped"]])},

@@ -50,6 +50,9 @@ enum CtlCommand {
     /// The balancer's backends.
     #[command(subcommand)]
     Lb(LbCommand),
+    /// Exit 0 when the appliance answers its liveness probe (/health), 1
+    /// otherwise; for container HEALTHCHECKs and scripts.
+    Health,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,7 +90,22 @@ pub(crate) fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if let CtlCommand::Health = args.command {
+        return Ok(match runtime.block_on(request(&args.admin, Method::GET, "/health", None)) {
+            Ok((StatusCode::OK, _)) => ExitCode::SUCCESS,
+            Ok((status, _)) => {
+                eprintln!("unhealthy: {status}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("unhealthy: {e:#}");
+                ExitCode::FAILURE
+            }
+        });
+    }
     let (method, path) = match &args.command {
+        CtlCommand::Health => unreachable!("answered above"),
         CtlCommand::Sessions { search } => (Method::GET, format!("/api/v1/sessions?search={}", encode(search))),
         CtlCommand::Session(SessionCommand::Show { client_id }) => {
             (Method::GET, format!("/api/v1/sessions/{}", encode(client_id)))
@@ -106,7 +124,6 @@ pub(crate) fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
             )
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let body = runtime.block_on(call(&args.admin, method, &path, token.as_deref()))?;
     let out = if args.json {
         format!("{body}\n")
@@ -119,6 +136,17 @@ pub(crate) fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn call(admin: &str, method: Method, path: &str, token: Option<&str>) -> anyhow::Result<Value> {
+    let (status, bytes) = request(admin, method, path, token).await?;
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if status != StatusCode::OK {
+        let why = body.get("error").and_then(Value::as_str).unwrap_or("unexpected answer");
+        bail!("{status}: {why}");
+    }
+    Ok(body)
+}
+
+/// One HTTP/1.1 request to the admin endpoint: status and body.
+async fn request(admin: &str, method: Method, path: &str, token: Option<&str>) -> anyhow::Result<(StatusCode, Bytes)> {
     let stream = tokio::net::TcpStream::connect(admin).await.with_context(|| {
         format!("cannot reach the admin endpoint at {admin} (is skerry running? --admin sets the address)")
     })?;
@@ -134,12 +162,7 @@ async fn call(admin: &str, method: Method, path: &str, token: Option<&str>) -> a
     let resp = sender.send_request(req.body(Empty::<Bytes>::new())?).await?;
     let status = resp.status();
     let bytes = resp.into_body().collect().await?.to_bytes();
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    if status != StatusCode::OK {
-        let why = body.get("error").and_then(Value::as_str).unwrap_or("unexpected answer");
-        bail!("{status}: {why}");
-    }
-    Ok(body)
+    Ok((status, bytes))
 }
 
 /// Percent-encodes a path segment or query value.
@@ -203,6 +226,7 @@ fn render(cmd: &CtlCommand, body: &Value) -> String {
             let header = ["POOL", "MEMBER", "ADDRESS", "HEALTHY", "DRAINING", "CONNECTIONS"];
             lines.push(table(&header, &list("backends"), &keys).to_string());
         }
+        CtlCommand::Health => {}
         CtlCommand::Lb(LbCommand::Drain { pool, member, undo }) => {
             lines.push(format!(
                 "{pool}/{member}: {}",

@@ -189,8 +189,8 @@ pub struct Sessions {
     /// QoS 1/2 messages kept for a disconnected persistent session; beyond
     /// it messages are dropped (`queue_type` decides which) and counted.
     pub max_offline_messages: u32,
-    /// Messages waiting for a connected but slow client; beyond it QoS 0
-    /// messages are dropped and counted.
+    /// Messages waiting for a connected but slow client (beyond its inflight
+    /// window); beyond it new messages are dropped, whatever their QoS, and counted.
     pub max_online_messages: u32,
     /// QoS 1/2 messages sent and not yet acknowledged, per client (the v5
     /// client's Receive Maximum lowers it).

@@ -1,1 +1,49 @@
-//! placeholder
+//! Skerry's MQTT-aware load balancer, built on pingora.
+//!
+//! Per connection, in the connection's own task: connect-rate limits (in
+//! pingora's connection filter, before any TLS work) -> optional PROXY
+//! header from a trusted balancer in front -> optional TLS termination
+//! (rustls, client certificates and CRL) -> the MQTT CONNECT, read whole
+//! under a deadline and a size cap -> connection caps, rate class, backend
+//! choice (consistent hash of the client id or source IP over member
+//! *names*, round robin or least connections; healthy, undrained members
+//! only; bounded load) -> PROXY v1/v2 header (with the TLS and client
+//! certificate details) and the CONNECT replayed to the backend -> bytes
+//! relayed both ways under per-connection bandwidth limits. A client
+//! refused after its CONNECT gets a CONNACK with the reason in its own
+//! protocol version.
+//!
+//! ```no_run
+//! # async fn demo(cfg: &skerry_config::Lb) -> Result<(), skerry_lb::LbError> {
+//! let lb = skerry_lb::Balancer::start(cfg)?;
+//! for (name, addr) in lb.local_addrs() {
+//!     println!("{name} listening on {addr}");
+//! }
+//! lb.drain("nodes", "node1", true)?;
+//! println!("{:?}", lb.metrics());
+//! lb.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod app;
+mod bandwidth;
+mod classes;
+mod error;
+mod health;
+mod limits;
+mod metrics;
+mod mqtt;
+mod pool;
+mod prefixed;
+mod proxy_in;
+mod proxy_out;
+pub mod ring;
+mod server;
+mod session;
+mod splice;
+mod tls;
+
+pub use error::{LbError, TlsError};
+pub use metrics::{MetricsSnapshot, Outcome, Refusal};
+pub use pool::BackendStatus;
+pub use server::{Balancer, BalancerHandle};

@@ -3,6 +3,7 @@
 //! codec for the packets friendly clients never send.
 
 pub mod broker;
+pub mod hostile;
 pub mod raw;
 pub mod stream;
 pub mod wait;

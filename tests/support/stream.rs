@@ -27,7 +27,11 @@ pub struct StreamClient<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> StreamClient<S> {
     /// Wraps an established stream that speaks `version`.
     pub fn new(stream: S, version: ProtocolVersion) -> Self {
-        Self { stream, buf: BytesMut::new(), version }
+        Self {
+            stream,
+            buf: BytesMut::new(),
+            version,
+        }
     }
 
     /// Sends one packet.
@@ -51,7 +55,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamClient<S> {
 
     /// The next packet within [`WAIT`]; `None` when the stream closed or failed.
     pub async fn recv(&mut self) -> Option<Packet> {
-        self.recv_within(WAIT).await.expect("a packet or a close within the wait")
+        self.recv_within(WAIT)
+            .await
+            .expect("a packet or a close within the wait")
     }
 
     /// The next packet within `wait`: `Err(())` on timeout, `Ok(None)` on
@@ -74,7 +80,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamClient<S> {
     /// SUBSCRIBE to one filter at QoS 1; the SUBACK's reason code.
     pub async fn subscribe(&mut self, filter: &str) -> ReasonCode {
         let filters = vec![(filter.to_owned(), SubscriptionOptions::new(QoS::AtLeastOnce))];
-        let sub = Subscribe { packet_id: NonZeroU16::MIN, filters, properties: Default::default() };
+        let sub = Subscribe {
+            packet_id: NonZeroU16::MIN,
+            filters,
+            properties: Default::default(),
+        };
         self.send(&Packet::Subscribe(sub)).await.expect("send SUBSCRIBE");
         match self.recv().await {
             Some(Packet::SubAck(a)) => a.return_codes[0],
@@ -84,7 +94,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamClient<S> {
 
     /// PUBLISH at QoS 1; the PUBACK's reason code.
     pub async fn publish(&mut self, topic: &str, payload: &str) -> ReasonCode {
-        self.send(&Packet::Publish(qos1(topic, payload))).await.expect("send PUBLISH");
+        self.send(&Packet::Publish(qos1(topic, payload)))
+            .await
+            .expect("send PUBLISH");
         match self.recv().await {
             Some(Packet::PubAck(a)) => a.reason,
             other => panic!("expected PUBACK, got {other:?}"),

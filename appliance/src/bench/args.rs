@@ -288,7 +288,9 @@ fn parse_payload_size(text: &str) -> Result<usize, String> {
         ));
     }
     if size > MAX_PAYLOAD {
-        return Err(format!("{size} bytes is more than MQTT can carry (at most {MAX_PAYLOAD})"));
+        return Err(format!(
+            "{size} bytes is more than MQTT can carry (at most {MAX_PAYLOAD})"
+        ));
     }
     usize::try_from(size).map_err(|_| format!("{size} bytes does not fit in memory here"))
 }
@@ -320,7 +322,9 @@ fn parse_filter(text: &str) -> Result<String, String> {
 fn parse_group(text: &str) -> Result<String, String> {
     let bad = text.is_empty() || text.bytes().any(|b| matches!(b, b'/' | b'+' | b'#' | 0));
     if bad {
-        return Err(format!("{text:?} is not a share name: it must be non-empty without '/', '+' or '#'"));
+        return Err(format!(
+            "{text:?} is not a share name: it must be non-empty without '/', '+' or '#'"
+        ));
     }
     Ok(text.to_owned())
 }

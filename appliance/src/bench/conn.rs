@@ -55,7 +55,11 @@ pub(crate) async fn run(plan: ConnPlan, target: Target, options: Options) -> any
         dropped: AtomicU64::new(0),
         run_id: options.run_id,
     });
-    let progress = progress::spawn(options.quiet, shared.phase.subscribe(), progress_line(&shared, plan.clients));
+    let progress = progress::spawn(
+        options.quiet,
+        shared.phase.subscribe(),
+        progress_line(&shared, plan.clients),
+    );
     let started = Instant::now();
     let (tasks, tally) = open_all(&shared, &plan).await;
     let connecting = started.elapsed().as_secs_f64();
@@ -104,7 +108,12 @@ async fn hold(shared: Arc<Shared>, i: u32, mut latency: Recorder, ready: mpsc::U
         anyhow::Ok(client)
     }
     .await;
-    let _ = ready.send(connected.as_ref().map(|_| ()).map_err(|e| format!("{client_id}: {e:#}")));
+    let _ = ready.send(
+        connected
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| format!("{client_id}: {e:#}")),
+    );
     drop(ready);
     let Ok(mut client) = connected else { return };
     shared.open.fetch_add(1, Ordering::Relaxed);
@@ -158,7 +167,11 @@ fn report(shared: &Shared, plan: &ConnPlan, tally: Tally, connecting_secs: f64) 
     let summary = format!(
         "conn: {} clients at {}, held {:?}, MQTT {}",
         plan.clients,
-        if plan.rate == 0 { "full speed".to_owned() } else { format!("{}/s", plan.rate) },
+        if plan.rate == 0 {
+            "full speed".to_owned()
+        } else {
+            format!("{}/s", plan.rate)
+        },
         plan.hold,
         shared.target.version_name()
     );

@@ -94,19 +94,40 @@ async fn run_scenario(scenario: Scenario, options: Options, id: &str) -> anyhow:
         Scenario::Fanin(a) => {
             let prefix = prefix(&a.traffic, id);
             let filter = format!("{prefix}/#");
-            let layout = layout("fanin", a.publishers.get(), 1, filter, prefix, Delivery::EverySubscriber);
+            let layout = layout(
+                "fanin",
+                a.publishers.get(),
+                1,
+                filter,
+                prefix,
+                Delivery::EverySubscriber,
+            );
             (layout, a.traffic, a.target)
         }
         Scenario::Fanout(a) => {
             let prefix = prefix(&a.traffic, id);
-            let mut layout = layout("fanout", 1, a.subscribers.get(), format!("{prefix}/0"), prefix, Delivery::EverySubscriber);
+            let mut layout = layout(
+                "fanout",
+                1,
+                a.subscribers.get(),
+                format!("{prefix}/0"),
+                prefix,
+                Delivery::EverySubscriber,
+            );
             layout.one_topic = true;
             (layout, a.traffic, a.target)
         }
         Scenario::Shared(a) => {
             let prefix = prefix(&a.traffic, id);
             let filter = format!("$share/{}/{prefix}/#", a.group);
-            let layout = layout("shared", a.publishers.get(), a.subscribers.get(), filter, prefix, Delivery::OneOfGroup);
+            let layout = layout(
+                "shared",
+                a.publishers.get(),
+                a.subscribers.get(),
+                filter,
+                prefix,
+                Delivery::OneOfGroup,
+            );
             (layout, a.traffic, a.target)
         }
     };

@@ -130,7 +130,9 @@ impl Client {
         connect.properties.receive_maximum = target.version.is_v5().then_some(NonZeroU16::MAX);
         client.queue(&connect.into())?;
         client.flush().await?;
-        let connack = client.read_until(|p| if let Packet::ConnAck(c) = p { Some(c) } else { None }).await?;
+        let connack = client
+            .read_until(|p| if let Packet::ConnAck(c) = p { Some(c) } else { None })
+            .await?;
         client.accept_connack(&connack)?;
         Ok(client)
     }
@@ -152,7 +154,9 @@ impl Client {
         };
         self.queue(&subscribe.into())?;
         self.flush().await?;
-        let suback = self.read_until(|p| if let Packet::SubAck(s) = p { Some(s) } else { None }).await?;
+        let suback = self
+            .read_until(|p| if let Packet::SubAck(s) = p { Some(s) } else { None })
+            .await?;
         match suback.return_codes.first() {
             Some(code) if code.granted_qos().is_some() => Ok(()),
             Some(code) => bail!("subscription to {filter} refused: {code}"),
@@ -190,7 +194,11 @@ impl Client {
     /// The next whole packet in the read buffer. A DISCONNECT from the
     /// broker is an error that carries its reason.
     pub(crate) fn next_packet(&mut self) -> anyhow::Result<Option<Packet>> {
-        match self.decoder.decode(&mut self.rbuf).context("bad packet from the broker")? {
+        match self
+            .decoder
+            .decode(&mut self.rbuf)
+            .context("bad packet from the broker")?
+        {
             Some(Packet::Disconnect(d)) => bail!("broker disconnected the client: {}", d.reason),
             other => Ok(other),
         }

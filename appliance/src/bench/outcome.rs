@@ -52,7 +52,14 @@ struct Receipts {
     lost: u64,
 }
 
-fn receipts(delivery: Delivery, subs: &[SubscriberReport], sent: u64, copies: u64, acked: Option<u64>, shared: bool) -> Receipts {
+fn receipts(
+    delivery: Delivery,
+    subs: &[SubscriberReport],
+    sent: u64,
+    copies: u64,
+    acked: Option<u64>,
+    shared: bool,
+) -> Receipts {
     let local_duplicates: u64 = subs.iter().map(|s| s.duplicates).sum();
     match delivery {
         Delivery::Nobody => Receipts {
@@ -123,9 +130,16 @@ pub(crate) fn report(run: &Run, [subs, pubs]: [Tally; 2], results: TaskResults, 
         Delivery::EverySubscriber | Delivery::OneOfGroup => Some(LatencyKind::EndToEnd),
         Delivery::Foreign => None,
     };
-    let mut failures = results.subscribers.iter().filter_map(|s| s.error.as_ref()).chain(&results.failures);
+    let mut failures = results
+        .subscribers
+        .iter()
+        .filter_map(|s| s.error.as_ref())
+        .chain(&results.failures);
     let disconnects = failures.clone().count() as u64;
-    let first_error = subs.first_error.or(pubs.first_error).or_else(|| failures.next().map(|e| format!("{e:#}")));
+    let first_error = subs
+        .first_error
+        .or(pubs.first_error)
+        .or_else(|| failures.next().map(|e| format!("{e:#}")));
     let secs = traffic.duration.as_secs_f64();
     Report {
         scenario: layout.scenario,
@@ -148,7 +162,9 @@ pub(crate) fn report(run: &Run, [subs, pubs]: [Tally; 2], results: TaskResults, 
         sent_per_sec: per_sec(sent, secs),
         received_per_sec: per_sec(r.received, secs),
         latency,
-        latency_ms: latency.map(|_| Percentiles::of(&run.latency.merged())).unwrap_or_default(),
+        latency_ms: latency
+            .map(|_| Percentiles::of(&run.latency.merged()))
+            .unwrap_or_default(),
         connect_per_sec: None,
         first_error,
     }
@@ -197,14 +213,28 @@ mod tests {
     fn every_subscriber_must_get_every_message() {
         let subs = [sub(&[0, 1, 2], 0), sub(&[0, 2], 1)];
         let r = receipts(Delivery::EverySubscriber, &subs, 3, 2, None, false);
-        assert_eq!(r, Receipts { received: 5, duplicates: 1, lost: 1 });
+        assert_eq!(
+            r,
+            Receipts {
+                received: 5,
+                duplicates: 1,
+                lost: 1
+            }
+        );
     }
 
     #[test]
     fn a_group_must_get_each_message_once() {
         let subs = [sub(&[0, 1], 0), sub(&[1, 2, 3], 0)];
         let r = receipts(Delivery::OneOfGroup, &subs, 5, 1, Some(5), true);
-        assert_eq!(r, Receipts { received: 4, duplicates: 1, lost: 1 });
+        assert_eq!(
+            r,
+            Receipts {
+                received: 4,
+                duplicates: 1,
+                lost: 1
+            }
+        );
     }
 
     #[test]

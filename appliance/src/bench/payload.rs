@@ -91,7 +91,10 @@ pub(crate) struct PublishTemplate {
 impl PublishTemplate {
     /// Encodes a PUBLISH of `payload_size` bytes to `topic`.
     pub(crate) fn new(topic: &str, qos: QoS, payload_size: usize, version: ProtocolVersion) -> anyhow::Result<Self> {
-        anyhow::ensure!(payload_size >= STAMP_LEN, "payload of {payload_size} bytes has no room for the stamp");
+        anyhow::ensure!(
+            payload_size >= STAMP_LEN,
+            "payload of {payload_size} bytes has no room for the stamp"
+        );
         let mut publish = Publish::new(topic, vec![0u8; payload_size]);
         publish.qos = qos;
         publish.packet_id = (qos != QoS::AtMostOnce).then_some(NonZeroU16::MAX);
@@ -102,7 +105,10 @@ impl PublishTemplate {
         // byte) v5 property block and the payload; check rather than trust.
         let packet_id_at = (qos != QoS::AtMostOnce).then(|| stamp_at - usize::from(version.is_v5()) - 2);
         if let Some(at) = packet_id_at {
-            anyhow::ensure!(buf[at..at + 2] == [0xFF, 0xFF], "unexpected PUBLISH layout from the codec");
+            anyhow::ensure!(
+                buf[at..at + 2] == [0xFF, 0xFF],
+                "unexpected PUBLISH layout from the codec"
+            );
         }
         Ok(Self {
             bytes: buf.freeze(),

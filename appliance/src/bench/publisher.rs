@@ -59,13 +59,21 @@ pub(crate) async fn run(mut client: Client, spec: PublisherSpec, ctx: PublisherC
         counters: Arc::clone(&counters),
         marked: false,
     };
-    if !matches!(phase.wait_for(|p| *p != Phase::Connecting).await.as_deref(), Ok(Phase::Running)) {
+    if !matches!(
+        phase.wait_for(|p| *p != Phase::Connecting).await.as_deref(),
+        Ok(Phase::Running)
+    ) {
         client.close().await;
         return Ok(());
     }
-    let window = *counters.window.get().ok_or_else(|| anyhow::anyhow!("run started without a window"))?;
+    let window = *counters
+        .window
+        .get()
+        .ok_or_else(|| anyhow::anyhow!("run started without a window"))?;
     let end = Instant::now() + Duration::from_nanos(window.end_ns.saturating_sub(now_ns()));
-    let limit = client.server_receive_maximum.map_or(spec.inflight, |m| m.get().min(spec.inflight));
+    let limit = client
+        .server_receive_maximum
+        .map_or(spec.inflight, |m| m.get().min(spec.inflight));
     let mut state = Publisher::new(spec, limit, window, counters, ack_latency);
     let mut ping = ping_interval(keep_alive);
     loop {
@@ -194,7 +202,9 @@ impl Publisher {
                 }
                 _ => continue,
             };
-            let Some(sent) = self.inflight.as_mut().and_then(|w| w.complete(done)) else { continue };
+            let Some(sent) = self.inflight.as_mut().and_then(|w| w.complete(done)) else {
+                continue;
+            };
             acked += 1;
             if self.window.contains(sent) {
                 measured += 1;

@@ -101,15 +101,31 @@ impl Report {
             self.conn_lines(&mut out);
         } else {
             let _ = writeln!(out, "measured      {:.3} s", self.duration_s);
-            let _ = writeln!(out, "sent          {} ({}/s)", group_digits(self.sent), rate(self.sent_per_sec));
+            let _ = writeln!(
+                out,
+                "sent          {} ({}/s)",
+                group_digits(self.sent),
+                rate(self.sent_per_sec)
+            );
             if let Some(acked) = self.acked {
                 let _ = writeln!(out, "acknowledged  {}", group_digits(acked));
             }
-            let expected = self.expected.map(|e| format!(" of {} expected", group_digits(e))).unwrap_or_default();
+            let expected = self
+                .expected
+                .map(|e| format!(" of {} expected", group_digits(e)))
+                .unwrap_or_default();
             let received = group_digits(self.received);
-            let _ = writeln!(out, "received      {received} ({}/s){expected}", rate(self.received_per_sec));
+            let _ = writeln!(
+                out,
+                "received      {received} ({}/s){expected}",
+                rate(self.received_per_sec)
+            );
             let _ = writeln!(out, "lost          {}", group_digits(self.lost));
-            let qos2 = if self.qos == 2 && self.duplicates > 0 { " (QoS 2 allows none!)" } else { "" };
+            let qos2 = if self.qos == 2 && self.duplicates > 0 {
+                " (QoS 2 allows none!)"
+            } else {
+                ""
+            };
             let _ = writeln!(out, "duplicates    {}{qos2}", group_digits(self.duplicates));
         }
         self.latency_line(&mut out);
@@ -188,7 +204,15 @@ mod tests {
     #[test]
     fn json_has_the_documented_fields() {
         let v: serde_json::Value = serde_json::to_value(sample()).unwrap();
-        for key in ["sent_per_sec", "received_per_sec", "lost", "scenario", "sent", "received", "duration_s"] {
+        for key in [
+            "sent_per_sec",
+            "received_per_sec",
+            "lost",
+            "scenario",
+            "sent",
+            "received",
+            "duration_s",
+        ] {
             assert!(v.get(key).is_some(), "{key} missing in {v}");
         }
         assert_eq!(v["latency_ms"]["p50"], 0.412);
@@ -200,7 +224,10 @@ mod tests {
     #[test]
     fn text_lines_up() {
         let text = sample().text();
-        assert!(text.contains("received      2,000 (1,000/s) of 2,000 expected"), "{text}");
+        assert!(
+            text.contains("received      2,000 (1,000/s) of 2,000 expected"),
+            "{text}"
+        );
         assert!(text.contains("latency ms    p50 0.412  p90 -"), "{text}");
     }
 

@@ -99,7 +99,12 @@ pub(crate) struct Run {
 }
 
 /// Runs a message scenario to its end.
-pub(crate) async fn run(layout: Layout, traffic: TrafficArgs, target: Target, options: Options) -> anyhow::Result<Report> {
+pub(crate) async fn run(
+    layout: Layout,
+    traffic: TrafficArgs,
+    target: Target,
+    options: Options,
+) -> anyhow::Result<Report> {
     let run = Arc::new(Run {
         layout,
         traffic,
@@ -113,12 +118,18 @@ pub(crate) async fn run(layout: Layout, traffic: TrafficArgs, target: Target, op
     let (subs, sub_tally) = run.spawn_subscribers().await;
     if run.layout.delivery != Delivery::Nobody && sub_tally.ok == 0 {
         run.phase.send_replace(Phase::Stopping);
-        bail!("no subscriber could connect: {}", sub_tally.first_error.unwrap_or_default());
+        bail!(
+            "no subscriber could connect: {}",
+            sub_tally.first_error.unwrap_or_default()
+        );
     }
     let (pubs, pub_tally) = run.spawn_publishers().await?;
     if run.layout.delivery != Delivery::Foreign && pub_tally.ok == 0 {
         run.phase.send_replace(Phase::Stopping);
-        bail!("no publisher could connect: {}", pub_tally.first_error.unwrap_or_default());
+        bail!(
+            "no publisher could connect: {}",
+            pub_tally.first_error.unwrap_or_default()
+        );
     }
     let copies = match run.layout.delivery {
         Delivery::EverySubscriber => u64::from(sub_tally.ok),
@@ -148,7 +159,11 @@ impl Run {
         (handles, Tally::collect(ready_rx).await)
     }
 
-    async fn subscriber(self: Arc<Self>, i: u32, ready: mpsc::UnboundedSender<Result<(), String>>) -> Option<SubscriberReport> {
+    async fn subscriber(
+        self: Arc<Self>,
+        i: u32,
+        ready: mpsc::UnboundedSender<Result<(), String>>,
+    ) -> Option<SubscriberReport> {
         let phase = self.phase.subscribe();
         let client_id = format!("{}-s{i}", self.run_id);
         let connected = async {
@@ -158,7 +173,12 @@ impl Run {
             anyhow::Ok(client)
         }
         .await;
-        let _ = ready.send(connected.as_ref().map(|_| ()).map_err(|e| format!("{client_id}: {e:#}")));
+        let _ = ready.send(
+            connected
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| format!("{client_id}: {e:#}")),
+        );
         drop(ready);
         let measure = match self.layout.delivery {
             Delivery::Foreign => Measure::ForeignTraffic,
@@ -196,7 +216,11 @@ impl Run {
         Ok((handles, Tally::collect(ready_rx).await))
     }
 
-    async fn publisher(self: Arc<Self>, spec: PublisherSpec, ready: mpsc::UnboundedSender<Result<(), String>>) -> Option<anyhow::Error> {
+    async fn publisher(
+        self: Arc<Self>,
+        spec: PublisherSpec,
+        ready: mpsc::UnboundedSender<Result<(), String>>,
+    ) -> Option<anyhow::Error> {
         let phase = self.phase.subscribe();
         let client_id = format!("{}-p{}", self.run_id, spec.index);
         let connected = async {
@@ -204,7 +228,12 @@ impl Run {
             Client::connect(&self.target, &client_id).await
         }
         .await;
-        let _ = ready.send(connected.as_ref().map(|_| ()).map_err(|e| format!("{client_id}: {e:#}")));
+        let _ = ready.send(
+            connected
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| format!("{client_id}: {e:#}")),
+        );
         drop(ready);
         let measures_acks = self.layout.delivery == Delivery::Nobody && spec.qos != QoS::AtMostOnce;
         let ctx = PublisherCtx {
@@ -259,11 +288,18 @@ impl Run {
         let acks = self.layout.delivery == Delivery::Nobody && self.traffic.qos != QoS::AtMostOnce;
         let mut last = (0, 0, Duration::ZERO);
         move |elapsed| {
-            let (sent, received, acked) =
-                (Counters::get(&counters.sent), Counters::get(&counters.received), Counters::get(&counters.acked));
+            let (sent, received, acked) = (
+                Counters::get(&counters.sent),
+                Counters::get(&counters.received),
+                Counters::get(&counters.acked),
+            );
             let secs = (elapsed - last.2).as_secs_f64().max(1e-3);
             let rate = |now: u64, before: u64| group_digits(((now - before) as f64 / secs).round() as u64);
-            let in_flight = if acks { sent - acked } else { (sent * copies).saturating_sub(received) };
+            let in_flight = if acks {
+                sent - acked
+            } else {
+                (sent * copies).saturating_sub(received)
+            };
             let now = now_ns();
             let stage = if now < window.start_ns {
                 "warmup"
@@ -299,7 +335,9 @@ async fn collect(
             Ok(Err(e)) => results.failures.push(anyhow::anyhow!("subscriber task: {e}")),
             Err(_) => {
                 handle.abort();
-                results.failures.push(anyhow::anyhow!("a subscriber did not stop in time"));
+                results
+                    .failures
+                    .push(anyhow::anyhow!("a subscriber did not stop in time"));
             }
         }
     }
@@ -310,7 +348,9 @@ async fn collect(
             Ok(Err(e)) => results.failures.push(anyhow::anyhow!("publisher task: {e}")),
             Err(_) => {
                 handle.abort();
-                results.failures.push(anyhow::anyhow!("a publisher did not stop in time"));
+                results
+                    .failures
+                    .push(anyhow::anyhow!("a publisher did not stop in time"));
             }
         }
     }

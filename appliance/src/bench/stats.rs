@@ -125,7 +125,9 @@ impl Recorder {
         if self.pending.is_empty() {
             return;
         }
-        let mut hist = self.sink.shards[self.shard].lock().unwrap_or_else(PoisonError::into_inner);
+        let mut hist = self.sink.shards[self.shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for us in self.pending.drain(..) {
             hist.saturating_record(us);
         }

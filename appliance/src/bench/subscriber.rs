@@ -132,7 +132,9 @@ impl Receiver {
     }
 
     fn measure(&mut self, publish: &Publish, window: Window, now: u64) {
-        let Some(stamp) = Stamp::parse(&publish.payload) else { return };
+        let Some(stamp) = Stamp::parse(&publish.payload) else {
+            return;
+        };
         let measured = match self.measure {
             Measure::OwnTraffic => window.contains(stamp.sent_ns),
             Measure::ForeignTraffic => window.contains(now) && stamp.publisher() < MAX_FOREIGN_PUBLISHERS,

@@ -21,7 +21,9 @@ pub(crate) struct Tls {
 
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tls").field("server_name", &self.server_name).finish_non_exhaustive()
+        f.debug_struct("Tls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -31,7 +33,9 @@ impl Tls {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = RootCertStore::empty();
         for cert in read_certs(cafile)? {
-            roots.add(cert).with_context(|| format!("CA certificate in {}", cafile.display()))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("CA certificate in {}", cafile.display()))?;
         }
         let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

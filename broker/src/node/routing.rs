@@ -61,7 +61,7 @@ impl NodeShared {
         let matches = self.router.read().match_topic(&msg.topic, msg.publisher);
         let shared = matches.shared.iter().map(|s| {
             let m = s.member();
-            (m.destination.clone(), m.options.qos, false, m.options.subscription_id.into_iter().collect())
+            (m.destination.clone(), m.options.qos, m.options.retain_as_published, m.options.subscription_id.into_iter().collect())
         });
         let targets: Vec<_> = matches
             .deliveries

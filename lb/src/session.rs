@@ -1,0 +1,176 @@
+//! A connection after its CONNECT: admission (connection caps, the rate
+//! class's connect rate, a backend that accepts), then the PROXY header and
+//! the CONNECT replayed to the backend, then the relay. A client refused
+//! here gets a CONNACK saying why, in its protocol version.
+
+use std::net::IpAddr;
+
+use bytes::BytesMut;
+use skerry_codec::{Connect, ProtocolVersion};
+use skerry_config::Balance;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{info, warn, Span};
+
+use crate::app::{Conn, ListenerApp};
+use crate::bandwidth::Throttle;
+use crate::classes::Identity;
+use crate::limits::CapGuard;
+use crate::metrics::{Outcome, Refusal};
+use crate::pool::Lease;
+use crate::splice::{self, Relay, COPY_BUF};
+use crate::tls::TlsInfo;
+use crate::{mqtt, proxy_out};
+
+/// A client allowed through, with its backend connection.
+struct Admitted {
+    backend: TcpStream,
+    lease: Lease,
+    _cap: CapGuard,
+    to_backend: Option<Throttle>,
+    to_client: Option<Throttle>,
+    class: Option<std::sync::Arc<str>>,
+}
+
+/// The bytes a pool hashes on: the client id, or the source IP when the
+/// pool says so or the client id is empty (the broker will assign one).
+fn hash_key(balance: Balance, client_id: &str, ip: IpAddr) -> Vec<u8> {
+    if balance == Balance::ClientId && !client_id.is_empty() {
+        client_id.as_bytes().to_vec()
+    } else {
+        ip.to_canonical().to_string().into_bytes()
+    }
+}
+
+impl ListenerApp {
+    pub(crate) async fn session<S>(
+        &self,
+        mut client: S,
+        buf: BytesMut,
+        connect: Connect,
+        tls: Option<TlsInfo>,
+        conn: Conn,
+    ) -> Outcome
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let version = connect.protocol;
+        let admitted = match self.admit(&connect, tls.as_ref(), &conn).await {
+            Ok(a) => a,
+            Err(reason) => return self.refuse(&mut client, version, reason).await,
+        };
+        drop(connect);
+        let mut backend = admitted.backend;
+        let header = proxy_out::header(
+            self.pool.proxy,
+            self.pool.compat,
+            self.pool.send_client_cert,
+            conn.addrs,
+            tls.as_ref(),
+        );
+        if let Err(error) = send_first_bytes(&mut backend, header, &buf).await {
+            warn!(%error, "backend closed before taking the CONNECT");
+            return self.refuse(&mut client, version, Refusal::BackendUnreachable).await;
+        }
+        let m = &self.core.metrics;
+        m.bytes_to_backends.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        drop(buf);
+        info!(class = admitted.class.as_deref().unwrap_or(""), "session started");
+        let relay = Relay {
+            to_backend: admitted.to_backend,
+            to_client: admitted.to_client,
+            metrics: m,
+            shutdown: conn.shutdown.clone(),
+            evicted: admitted.lease.evicted.clone(),
+            drain_delay: self.core.drain_delay(conn.id),
+        };
+        let end = splice::relay(client, backend, relay).await;
+        match &end {
+            splice::End::Failed(error) => info!(end = end.as_str(), %error, "session ended"),
+            _ => info!(end = end.as_str(), "session ended"),
+        }
+        drop(admitted.lease);
+        Outcome::Proxied
+    }
+
+    /// Caps first (they cost nothing to give back), then the class's
+    /// connect rate, then a backend.
+    async fn admit(&self, connect: &Connect, tls: Option<&TlsInfo>, conn: &Conn) -> Result<Admitted, Refusal> {
+        if *conn.shutdown.borrow() {
+            return Err(Refusal::ShuttingDown);
+        }
+        let ip = conn.addrs.client.ip();
+        let cap = self.core.caps.acquire(ip)?;
+        let who = Identity {
+            cn: tls.and_then(|t| t.cn.as_deref()),
+            username: connect.username.as_deref(),
+            client_id: &connect.client_id,
+        };
+        let class = self.core.classes.find(&who);
+        if class.is_some_and(|c| !c.admit()) {
+            return Err(Refusal::ClassConnectRate);
+        }
+        let key = hash_key(self.pool.balance, &connect.client_id, ip);
+        let (backend, lease) = self.connect_backend(&key).await?;
+        Ok(Admitted {
+            backend,
+            lease,
+            _cap: cap,
+            to_backend: class.and_then(|c| c.bandwidth_in).map(|bw| Throttle::new(bw, COPY_BUF)),
+            to_client: class.and_then(|c| c.bandwidth_out).map(|bw| Throttle::new(bw, COPY_BUF)),
+            class: class.map(|c| c.name.clone()),
+        })
+    }
+
+    /// Tries the pool's candidates in order until one connects.
+    async fn connect_backend(&self, key: &[u8]) -> Result<(TcpStream, Lease), Refusal> {
+        let candidates = self.pool.candidates(key);
+        if candidates.is_empty() {
+            return Err(Refusal::NoBackend);
+        }
+        for backend in candidates {
+            match backend.connect_within(self.pool.connect_timeout).await {
+                Ok(stream) => {
+                    Span::current().record("backend", &*backend.name);
+                    return Ok((stream, backend.lease()));
+                }
+                Err(error) => warn!(backend = %backend.name, address = %backend.address, %error, "backend connect failed"),
+            }
+        }
+        Err(Refusal::BackendUnreachable)
+    }
+
+    /// Answers the CONNECT with a refusing CONNACK and counts it.
+    async fn refuse<S>(&self, client: &mut S, version: ProtocolVersion, reason: Refusal) -> Outcome
+    where
+        S: AsyncWrite + Unpin,
+    {
+        info!(reason = reason.as_str(), "client refused");
+        self.core.metrics.refused(reason);
+        mqtt::refuse(client, version, reason).await;
+        Outcome::Refused
+    }
+}
+
+/// The PROXY header and the client's first bytes, in one write.
+async fn send_first_bytes(backend: &mut TcpStream, header: Vec<u8>, first: &[u8]) -> std::io::Result<()> {
+    let mut out = header;
+    out.extend_from_slice(first);
+    backend.write_all(&out).await?;
+    backend.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_client_id_hashes_the_source_ip() {
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        assert_eq!(hash_key(Balance::ClientId, "dev-1", ip), b"dev-1");
+        assert_eq!(hash_key(Balance::ClientId, "", ip), b"10.0.0.7");
+        assert_eq!(hash_key(Balance::SourceIp, "dev-1", ip), b"10.0.0.7");
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        assert_eq!(hash_key(Balance::SourceIp, "", mapped), b"10.0.0.7");
+    }
+}
