@@ -148,6 +148,32 @@ async fn mosquitto_v5_subscriber_gets_every_qos_from_every_version() {
 }
 
 #[tokio::test]
+async fn mosquitto_large_payload_and_unicode_topic_round_trip() {
+    if mosquitto_missing() {
+        return;
+    }
+    let broker = TestBroker::start("").await;
+    // 200 KiB: many TCP segments, under the default 256 KiB limits.
+    let payload: String = (0..200 * 1024).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), &payload).expect("write payload");
+    let topic = "sensör/温度/große";
+    for version in VERSIONS {
+        let sub = mosquitto_sub(&broker, version, "sensör/#", 1, &[]).await;
+        let path = file.path().to_str().expect("utf-8 path");
+        mosquitto_pub(&broker, version, &["-t", topic, "-f", path, "-q", "1"]).await;
+        let got = messages(sub).await;
+        assert_eq!(got[0]["topic"], topic, "{version}");
+        assert_eq!(got[0]["payloadlen"], 200 * 1024, "{version}");
+        assert!(
+            got[0]["payload"] == payload.as_str(),
+            "{version}: payload changed on the way"
+        );
+    }
+    broker.stop().await;
+}
+
+#[tokio::test]
 async fn mosquitto_retained_messages_reach_later_subscribers() {
     if mosquitto_missing() {
         return;

@@ -9,6 +9,7 @@ use bytes::BytesMut;
 use ipnet::IpNet;
 use ppp::v1::{self, Addresses as V1Addresses};
 use ppp::v2::{self, Addresses as V2Addresses, Command};
+use ppp::PartialResult;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Largest header read. A v1 header is at most 107 bytes; a v2 header may
