@@ -3,9 +3,13 @@
 //! plain close), and a subscriber connected alongside keeps receiving as if
 //! nothing happened.
 
+use std::num::NonZeroU16;
 use std::time::Duration;
 
-use skerry_codec::{Connect, Packet, ProtocolVersion, Publish, QoS, ReasonCode};
+use bytes::BytesMut;
+use skerry_codec::{
+    encode, Connect, Packet, ProtocolVersion, Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions,
+};
 use skerry_tests::broker::TestBroker;
 use skerry_tests::hostile::{assert_closed_silently, assert_disconnected, packet, string, varint, Witness};
 use skerry_tests::raw::{RawClient, WAIT};
@@ -440,6 +444,38 @@ async fn broken_connect_is_refused_without_a_session() {
             "{what}: expected a close (or a refusing CONNACK), got {seen:?}"
         );
     }
+    witness.still_served(&broker).await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn subscriber_that_never_reads_holds_up_nobody() {
+    let broker = broker().await;
+    let mut witness = Witness::new(&broker).await;
+    let mut stuck = attacker(&broker, V5, "stuck").await;
+    let filters = vec![("flood/#".to_owned(), SubscriptionOptions::new(QoS::AtMostOnce))];
+    let packet_id = NonZeroU16::MIN;
+    stuck
+        .send(&Packet::Subscribe(Subscribe {
+            packet_id,
+            filters,
+            properties: Default::default(),
+        }))
+        .await;
+    assert!(matches!(stuck.recv().await, Some(Packet::SubAck(_))));
+    // From here on `stuck` reads nothing: its socket buffers fill up.
+    let mut publisher = attacker(&broker, V5, "flooder").await;
+    let flood = Packet::Publish(Publish::new("flood/x", vec![b'x'; 900]));
+    for _ in 0..20 {
+        let mut batch = BytesMut::new();
+        for _ in 0..250 {
+            encode(&flood, V5, &mut batch).expect("encode");
+        }
+        publisher.send_bytes(&batch).await;
+    }
+    // PINGRESP comes after all 5000 messages were read and routed.
+    publisher.send(&Packet::PingReq).await;
+    assert_eq!(publisher.recv().await, Some(Packet::PingResp));
     witness.still_served(&broker).await;
     broker.stop().await;
 }

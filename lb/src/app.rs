@@ -188,7 +188,7 @@ impl ListenerApp {
         let connect = match read {
             Ok(Ok(connect)) => connect,
             Ok(Err(error)) => {
-                debug!(?error, "no valid CONNECT");
+                debug!(%error, "no valid CONNECT");
                 return self.reject(error.refusal());
             }
             Err(_) => return self.reject(Refusal::SniffTimeout),

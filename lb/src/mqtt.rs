@@ -17,15 +17,19 @@ const FIRST_READ: usize = 512;
 const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why no CONNECT was read.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum SniffError {
     /// The bytes are not an MQTT CONNECT (or it is malformed).
+    #[error("not an MQTT CONNECT: {0}")]
     NotMqtt(DecodeError),
     /// The CONNECT is larger than allowed.
+    #[error("CONNECT larger than max_connect_size")]
     TooLarge,
     /// The client closed first.
+    #[error("closed before the CONNECT was complete")]
     Eof,
     /// Reading failed.
+    #[error("reading the CONNECT: {0}")]
     Io(io::Error),
 }
 

@@ -281,7 +281,8 @@ mod tests {
         let p = pool(Balance::ClientId, None);
         let first = names(&p.candidates(b"dev-1"))[0].to_owned();
         p.member(&first).unwrap().set_healthy(false);
-        let second = names(&p.candidates(b"dev-1"));
+        let after = p.candidates(b"dev-1");
+        let second = names(&after);
         assert_eq!(second.len(), 2);
         assert!(!second.contains(&first.as_str()));
         p.member(second[0]).unwrap().set_draining(true);

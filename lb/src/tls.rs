@@ -192,6 +192,7 @@ mod tests {
             require_certificate: false,
             use_identity_as_username: false,
             crl: None,
+            auto: None,
         }
     }
 

@@ -118,7 +118,7 @@ fn union(subs: &[SubscriberReport]) -> (Vec<SeqSet>, u64) {
 }
 
 /// The report of a finished message scenario.
-pub(crate) fn report(run: &Run, [subs, pubs]: [Tally; 2], results: TaskResults, copies: u64) -> Report {
+pub(crate) fn report(run: &Run, [subs, pubs]: [Tally; 2], results: &TaskResults, copies: u64) -> Report {
     let (layout, traffic) = (&run.layout, &run.traffic);
     let sent = Counters::get(&run.counters.sent_measured);
     let acked = (traffic.qos != QoS::AtMostOnce && layout.delivery != Delivery::Foreign)

@@ -242,18 +242,26 @@ impl Pacer {
 
     /// Messages due now; at least one once [`Pacer::ready`] returned.
     fn due(&self) -> u64 {
+        self.due_after(self.start.elapsed())
+    }
+
+    fn due_after(&self, elapsed: Duration) -> u64 {
         if self.rate <= 0.0 {
             return u64::MAX;
         }
-        let allowed = (self.start.elapsed().as_secs_f64() * self.rate) as u64 + 1;
+        let allowed = (elapsed.as_secs_f64() * self.rate) as u64 + 1;
         allowed.saturating_sub(self.issued).max(1)
+    }
+
+    /// When the next message is due, counted from the start.
+    fn next_after(&self) -> Duration {
+        Duration::from_secs_f64(self.issued as f64 / self.rate)
     }
 
     /// Waits until the next message is due.
     async fn ready(&self) {
         if self.rate > 0.0 {
-            let at = self.start + Duration::from_secs_f64(self.issued as f64 / self.rate);
-            tokio::time::sleep_until(at).await;
+            tokio::time::sleep_until(self.start + self.next_after()).await;
         }
     }
 }
@@ -307,14 +315,13 @@ mod tests {
         assert_eq!(w.free.len(), 2);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn pacer_lets_due_messages_through_in_batches() {
+    #[test]
+    fn pacer_lets_due_messages_through_in_batches() {
         let mut p = Pacer::new(1000.0);
-        p.ready().await;
-        assert_eq!(p.due(), 1);
+        assert_eq!((p.due_after(Duration::ZERO), p.next_after()), (1, Duration::ZERO));
         p.issued = 1;
-        tokio::time::advance(Duration::from_millis(10)).await;
-        p.ready().await;
-        assert_eq!(p.due(), 10);
+        assert_eq!(p.next_after(), Duration::from_millis(1));
+        assert_eq!(p.due_after(Duration::from_micros(10_500)), 10);
+        assert_eq!(Pacer::new(0.0).due_after(Duration::ZERO), u64::MAX);
     }
 }

@@ -144,7 +144,7 @@ pub(crate) async fn run(
     if let Some(progress) = progress {
         let _ = progress.await;
     }
-    Ok(outcome::report(&run, [sub_tally, pub_tally], results, copies))
+    Ok(outcome::report(&run, [sub_tally, pub_tally], &results, copies))
 }
 
 impl Run {
