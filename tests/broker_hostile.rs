@@ -225,6 +225,23 @@ async fn second_connect_is_a_protocol_error() {
 }
 
 #[tokio::test]
+async fn packets_only_a_server_sends_are_protocol_errors() {
+    let broker = broker().await;
+    let mut witness = Witness::new(&broker).await;
+    let cases = [
+        ("CONNACK", packet(0x20, &[0x00, 0x00, 0x00])),
+        ("SUBACK", packet(0x90, &[0x00, 0x01, 0x00, 0x01])),
+        ("UNSUBACK", packet(0xB0, &[0x00, 0x01, 0x00, 0x00])),
+        ("PINGRESP", packet(0xD0, &[])),
+    ];
+    for (what, bytes) in cases {
+        v5_attack(&broker, &bytes, ReasonCode::ProtocolError, what).await;
+    }
+    witness.still_served(&broker).await;
+    broker.stop().await;
+}
+
+#[tokio::test]
 async fn publish_before_connect_gets_no_connack() {
     let broker = broker().await;
     let mut witness = Witness::new(&broker).await;

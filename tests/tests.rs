@@ -1,13 +1,19 @@
 //! Skerry's one end-to-end test binary: real processes, real listeners on
 //! ephemeral ports, real clients. One module per area.
 
-mod ca;
+mod broker_connect;
 mod broker_hostile;
 mod broker_interop;
 mod broker_listeners;
-mod broker_connect;
 mod broker_protocol;
 mod broker_rumqttc;
 mod broker_sessions;
 mod broker_subscriptions;
+mod ca;
 mod config;
+mod lb_failure;
+mod lb_inbound;
+mod lb_limits;
+mod lb_sticky;
+mod lb_tls;
+mod lb_util;

@@ -27,7 +27,7 @@ pub enum LbError {
         /// The listener's name.
         listener: String,
         /// Which file and why.
-        source: TlsError,
+        source: Box<TlsError>,
     },
     /// A listener names a pool that does not exist.
     #[error("listener {listener}: no pool is named {pool:?}")]

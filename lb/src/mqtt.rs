@@ -136,7 +136,7 @@ mod tests {
         wire.extend_from_slice(&[0xC0, 0x00]); // a PINGREQ right behind it
         for split in 1..wire.len() {
             let (a, b) = wire.split_at(split);
-            let mut io = std::io::Cursor::new(a.to_vec()).chain(std::io::Cursor::new(b.to_vec()));
+            let mut io = io::Cursor::new(a.to_vec()).chain(io::Cursor::new(b.to_vec()));
             let mut buf = BytesMut::new();
             let c = read_connect(&mut io, &mut buf, 1024).await.unwrap();
             assert_eq!(c.client_id, "dev-1");

@@ -178,6 +178,6 @@ mod tests {
     fn tokio_test_reader(a: &[u8], b: &[u8]) -> impl AsyncRead + Unpin {
         let first = std::io::Cursor::new(a.to_vec());
         let second = std::io::Cursor::new(b.to_vec());
-        tokio::io::AsyncReadExt::chain(first, second)
+        first.chain(second)
     }
 }

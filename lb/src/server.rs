@@ -95,7 +95,7 @@ impl Balancer {
         let thread_core = Arc::clone(&core);
         let thread = std::thread::Builder::new()
             .name("skerry-lb-main".into())
-            .spawn(move || run(runtime, thread_core, prepared, stop_rx))
+            .spawn(move || run(runtime, &thread_core, prepared, stop_rx))
             .map_err(LbError::Runtime)?;
         Ok(BalancerHandle {
             core,
@@ -116,7 +116,7 @@ fn prepare(l: &LbListener, core: &Arc<Core>) -> Result<Prepared, LbError> {
         Some(files) => Some(TlsAcceptor::from(tls::server_config(files).map_err(|source| {
             LbError::Tls {
                 listener: l.name.clone(),
-                source,
+                source: Box::new(source),
             }
         })?)),
     };
@@ -140,20 +140,20 @@ fn prepare(l: &LbListener, core: &Arc<Core>) -> Result<Prepared, LbError> {
 }
 
 /// The balancer thread: serve until told to stop, then drain.
-fn run(runtime: tokio::runtime::Runtime, core: Arc<Core>, listeners: Vec<Prepared>, stop: oneshot::Receiver<Stop>) {
+fn run(runtime: tokio::runtime::Runtime, core: &Arc<Core>, listeners: Vec<Prepared>, stop: oneshot::Receiver<Stop>) {
     let (shutdown_tx, shutdown) = watch::channel(false);
     runtime.block_on(async {
         for prepared in listeners {
-            tokio::spawn(serve_listener(prepared, Arc::clone(&core), shutdown.clone()));
+            tokio::spawn(serve_listener(prepared, Arc::clone(core), shutdown.clone()));
         }
         health::spawn_all(&core.pools, &shutdown);
-        tokio::spawn(housekeeping(Arc::clone(&core), shutdown.clone()));
+        tokio::spawn(housekeeping(Arc::clone(core), shutdown.clone()));
         let how = stop.await.unwrap_or(Stop::Fast);
         info!(?how, "balancer stopping");
         // Listeners stop accepting; sessions start their drain countdown.
         let _ = shutdown_tx.send(true);
         if how == Stop::Graceful {
-            drain(&core).await;
+            drain(core).await;
         }
     });
     // Whatever is left (sessions past the grace period) is dropped: their

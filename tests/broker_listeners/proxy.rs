@@ -73,6 +73,13 @@ async fn proxy_v2_ssl_tlv_cn_becomes_the_username() {
         let (_, ack) = tcp_client(addr, &header, "anon").await;
         assert_eq!(ack.map(|a| a.reason), Some(ReasonCode::NotAuthorized), "{what}");
     }
+    // A wildcard CN names a user, but never widens `devices/%u/#`.
+    let (mut wild, ack) = tcp_client(addr, &proxy_v2(addr, Some((0x07, 0, "+"))), "wild").await;
+    assert_eq!(ack.map(|a| a.reason), Some(ReasonCode::Success));
+    assert_eq!(
+        wild.publish("devices/dev-42/x", "sneaky").await,
+        ReasonCode::NotAuthorized
+    );
     broker.stop().await;
 }
 

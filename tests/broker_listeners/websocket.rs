@@ -116,6 +116,9 @@ async fn websocket_listener_round_trips_a_publish() {
         .await;
     assert!(matches!(ws.recv().await, Some(Packet::PubAck(a)) if a.reason == ReasonCode::Success));
     assert_eq!(tcp.received().await, ("tcp/out".to_owned(), Bytes::from("from ws")));
+    // MQTT travels in binary frames only; a text frame ends the connection.
+    ws.ws.send(Message::text("PINGREQ")).await.expect("send text");
+    assert_eq!(ws.recv().await, None, "closed after a text frame");
     broker.stop().await;
 }
 

@@ -103,12 +103,36 @@ pub(crate) struct SubArgs {
     /// `$share/...` allowed).
     #[arg(long, value_parser = parse_filter)]
     pub(crate) filter: String,
-    #[command(flatten)]
-    pub(crate) traffic: TrafficArgs,
+    /// QoS of the subscriptions: 0, 1 or 2.
+    #[arg(long, default_value = "0", value_parser = parse_qos, help_heading = "Traffic")]
+    pub(crate) qos: QoS,
+    /// Length of the measured window: messages received in it count.
+    #[arg(long, default_value = "8s", value_parser = parse_duration, help_heading = "Traffic")]
+    pub(crate) duration: Duration,
+    /// Time before the measured window; messages received in it are not
+    /// counted.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, help_heading = "Traffic")]
+    pub(crate) warmup: Duration,
     #[command(flatten)]
     pub(crate) target: TargetArgs,
     #[command(flatten)]
     pub(crate) run: RunArgs,
+}
+
+impl SubArgs {
+    /// The traffic settings of a run that only receives.
+    pub(crate) fn traffic(&self) -> TrafficArgs {
+        TrafficArgs {
+            qos: self.qos,
+            payload_size: MIN_PAYLOAD,
+            rate: 0,
+            inflight: 1,
+            topic_prefix: None,
+            duration: self.duration,
+            warmup: self.warmup,
+            drain: Duration::ZERO,
+        }
+    }
 }
 
 /// `skerry bench fanin`.

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::net::{ping_interval, Client, Target};
-use super::outcome::Tally;
+use super::outcome::{announce, Ready, Tally};
 use super::progress::{self, group_digits};
 use super::report::{per_sec, LatencyKind, Report};
 use super::scenario::{Options, Phase, MAX_PENDING_CONNECTS};
@@ -96,7 +96,7 @@ async fn open_all(shared: &Arc<Shared>, plan: &ConnPlan) -> (Vec<JoinHandle<()>>
 }
 
 /// One connection: connect, report, then idle until the run stops.
-async fn hold(shared: Arc<Shared>, i: u32, mut latency: Recorder, ready: mpsc::UnboundedSender<Result<(), String>>) {
+async fn hold(shared: Arc<Shared>, i: u32, mut latency: Recorder, ready: Ready) {
     let mut phase = shared.phase.subscribe();
     let client_id = format!("{}-c{i}", shared.run_id);
     let connected = async {
@@ -108,13 +108,7 @@ async fn hold(shared: Arc<Shared>, i: u32, mut latency: Recorder, ready: mpsc::U
         anyhow::Ok(client)
     }
     .await;
-    let _ = ready.send(
-        connected
-            .as_ref()
-            .map(|_| ())
-            .map_err(|e| format!("{client_id}: {e:#}")),
-    );
-    drop(ready);
+    announce(ready, &connected, &client_id);
     let Ok(mut client) = connected else { return };
     shared.open.fetch_add(1, Ordering::Relaxed);
     let mut ping = ping_interval(shared.target.keep_alive);

@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 pub(crate) use args::BenchArgs;
-use args::{RunArgs, Scenario, TrafficArgs};
+use args::{RunArgs, Scenario};
 use scenario::{Delivery, Layout, Options};
 
 /// Runs `skerry bench`: builds its own runtime, runs the scenario and
@@ -72,7 +72,8 @@ fn run_args(scenario: &Scenario) -> &RunArgs {
 }
 
 async fn run_scenario(scenario: Scenario, options: Options, id: &str) -> anyhow::Result<report::Report> {
-    let (layout, traffic, target) = match scenario {
+    use Delivery::{EverySubscriber, Foreign, Nobody, OneOfGroup};
+    let (shape, traffic, target) = match scenario {
         Scenario::Conn(a) => {
             let plan = conn::ConnPlan {
                 clients: a.clients.get(),
@@ -81,81 +82,89 @@ async fn run_scenario(scenario: Scenario, options: Options, id: &str) -> anyhow:
             };
             return conn::run(plan, net::Target::new(&a.target)?, options).await;
         }
-        Scenario::Pub(a) => {
-            let prefix = prefix(&a.traffic, id);
-            let layout = layout("pub", a.publishers.get(), 0, String::new(), prefix, Delivery::Nobody);
-            (layout, a.traffic, a.target)
-        }
+        Scenario::Pub(a) => (
+            Shape::new("pub", a.publishers.get(), 0, Nobody, Filter::None),
+            a.traffic,
+            a.target,
+        ),
         Scenario::Sub(a) => {
-            let prefix = prefix(&a.traffic, id);
-            let layout = layout("sub", 0, a.subscribers.get(), a.filter, prefix, Delivery::Foreign);
-            (layout, a.traffic, a.target)
+            let traffic = a.traffic();
+            let shape = Shape::new("sub", 0, a.subscribers.get(), Foreign, Filter::Given(a.filter));
+            (shape, traffic, a.target)
         }
         Scenario::Fanin(a) => {
-            let prefix = prefix(&a.traffic, id);
-            let filter = format!("{prefix}/#");
-            let layout = layout(
-                "fanin",
-                a.publishers.get(),
-                1,
-                filter,
-                prefix,
-                Delivery::EverySubscriber,
-            );
-            (layout, a.traffic, a.target)
+            let shape = Shape::new("fanin", a.publishers.get(), 1, EverySubscriber, Filter::AllTopics);
+            (shape, a.traffic, a.target)
         }
         Scenario::Fanout(a) => {
-            let prefix = prefix(&a.traffic, id);
-            let mut layout = layout(
-                "fanout",
-                1,
-                a.subscribers.get(),
-                format!("{prefix}/0"),
-                prefix,
-                Delivery::EverySubscriber,
-            );
-            layout.one_topic = true;
-            (layout, a.traffic, a.target)
+            let shape = Shape::new("fanout", 1, a.subscribers.get(), EverySubscriber, Filter::FirstTopic);
+            (shape, a.traffic, a.target)
         }
         Scenario::Shared(a) => {
-            let prefix = prefix(&a.traffic, id);
-            let filter = format!("$share/{}/{prefix}/#", a.group);
-            let layout = layout(
-                "shared",
-                a.publishers.get(),
-                a.subscribers.get(),
-                filter,
-                prefix,
-                Delivery::OneOfGroup,
-            );
-            (layout, a.traffic, a.target)
+            let (publishers, subscribers) = (a.publishers.get(), a.subscribers.get());
+            let shape = Shape::new("shared", publishers, subscribers, OneOfGroup, Filter::Shared(a.group));
+            (shape, a.traffic, a.target)
         }
     };
+    // `--topic-prefix`, or `bench/<id>` so that runs do not see each other.
+    let prefix = traffic.topic_prefix.clone().unwrap_or_else(|| format!("bench/{id}"));
+    let layout = shape.layout(prefix);
     scenario::run(layout, traffic, net::Target::new(&target)?, options).await
 }
 
-fn layout(
+/// Who connects in a message scenario and how its messages should arrive.
+struct Shape {
     scenario: &'static str,
     publishers: u32,
     subscribers: u32,
-    filter: String,
-    prefix: String,
     delivery: Delivery,
-) -> Layout {
-    Layout {
-        scenario,
-        publishers,
-        subscribers,
-        filter,
-        prefix,
-        one_topic: false,
-        delivery,
-    }
+    filter: Filter,
 }
 
-/// `--topic-prefix`, or `bench/<id>` so that runs do not see each other.
-fn prefix(traffic: &TrafficArgs, id: &str) -> String {
-    traffic.topic_prefix.clone().unwrap_or_else(|| format!("bench/{id}"))
+/// What the subscribers of a scenario subscribe to.
+enum Filter {
+    /// Nothing: there are no subscribers.
+    None,
+    /// The filter given on the command line.
+    Given(String),
+    /// `<prefix>/#`: every publisher's topic.
+    AllTopics,
+    /// `<prefix>/0`, where every publisher then publishes.
+    FirstTopic,
+    /// `$share/<group>/<prefix>/#`.
+    Shared(String),
+}
+
+impl Shape {
+    fn new(scenario: &'static str, publishers: u32, subscribers: u32, delivery: Delivery, filter: Filter) -> Self {
+        Self {
+            scenario,
+            publishers,
+            subscribers,
+            delivery,
+            filter,
+        }
+    }
+
+    fn layout(self, prefix: String) -> Layout {
+        let one_topic = matches!(self.filter, Filter::FirstTopic);
+        let filter = match self.filter {
+            Filter::None => String::new(),
+            Filter::Given(f) => f,
+            Filter::AllTopics => format!("{prefix}/#"),
+            Filter::FirstTopic => format!("{prefix}/0"),
+            Filter::Shared(group) => format!("$share/{group}/{prefix}/#"),
+        };
+        Layout {
+            scenario: self.scenario,
+            publishers: self.publishers,
+            subscribers: self.subscribers,
+            one_topic,
+            filter,
+            prefix,
+            delivery: self.delivery,
+        }
+    }
 }
 
 /// Eight hex digits that differ from run to run.

@@ -11,6 +11,19 @@ use super::seqset::SeqSet;
 use super::stats::{Counters, Percentiles};
 use super::subscriber::SubscriberReport;
 
+/// Where a connection task says whether it connected.
+pub(crate) type Ready = mpsc::UnboundedSender<Result<(), String>>;
+
+/// Tells [`Tally::collect`] how connecting `client_id` went.
+pub(crate) fn announce<T>(ready: Ready, connected: &anyhow::Result<T>, client_id: &str) {
+    let _ = ready.send(
+        connected
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| format!("{client_id}: {e:#}")),
+    );
+}
+
 /// How the connects of one group of clients went.
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
@@ -141,12 +154,14 @@ pub(crate) fn report(run: &Run, [subs, pubs]: [Tally; 2], results: &TaskResults,
         .or(pubs.first_error)
         .or_else(|| failures.next().map(|e| format!("{e:#}")));
     let secs = traffic.duration.as_secs_f64();
+    let foreign = layout.delivery == Delivery::Foreign;
     Report {
         scenario: layout.scenario,
         summary: summary(run, subs.ok, pubs.ok),
         mqtt_version: run.target.version_name(),
         qos: traffic.qos as u8,
-        payload_size: traffic.payload_size,
+        // `sub` does not know what others publish.
+        payload_size: if foreign { 0 } else { traffic.payload_size },
         publishers: pubs.ok,
         subscribers: subs.ok,
         connections: u64::from(subs.ok + pubs.ok),
@@ -183,13 +198,12 @@ fn summary(run: &Run, subscribers: u32, publishers: u32) -> String {
             layout.filter
         ),
     };
-    format!(
-        "{}: {who}, QoS {}, {}-byte payloads, MQTT {}",
-        layout.scenario,
-        traffic.qos as u8,
-        traffic.payload_size,
-        run.target.version_name()
-    )
+    let payload = match layout.delivery {
+        Delivery::Foreign => String::new(),
+        _ => format!(", {}-byte payloads", traffic.payload_size),
+    };
+    let (scenario, qos, version) = (layout.scenario, traffic.qos as u8, run.target.version_name());
+    format!("{scenario}: {who}, QoS {qos}{payload}, MQTT {version}")
 }
 
 #[cfg(test)]

@@ -59,18 +59,13 @@ pub(crate) async fn run(mut client: Client, spec: PublisherSpec, ctx: PublisherC
         counters: Arc::clone(&counters),
         marked: false,
     };
-    if !matches!(
-        phase.wait_for(|p| *p != Phase::Connecting).await.as_deref(),
-        Ok(Phase::Running)
-    ) {
+    let Some(window) = started(&mut phase, &counters).await else {
         client.close().await;
         return Ok(());
-    }
-    let window = *counters
-        .window
-        .get()
-        .ok_or_else(|| anyhow::anyhow!("run started without a window"))?;
-    let end = Instant::now() + Duration::from_nanos(window.end_ns.saturating_sub(now_ns()));
+    };
+    let window_end =
+        tokio::time::sleep_until(Instant::now() + Duration::from_nanos(window.end_ns.saturating_sub(now_ns())));
+    tokio::pin!(window_end);
     let limit = client
         .server_receive_maximum
         .map_or(spec.inflight, |m| m.get().min(spec.inflight));
@@ -86,7 +81,7 @@ pub(crate) async fn run(mut client: Client, spec: PublisherSpec, ctx: PublisherC
                 state.on_readable(&mut client)?;
                 client.flush().await?;
             }
-            () = tokio::time::sleep_until(end), if state.sending => state.sending = false,
+            () = &mut window_end, if state.sending => state.sending = false,
             () = state.pacer.ready(), if can_send => {
                 state.send_batch(&mut client);
                 client.flush().await?;
@@ -102,6 +97,15 @@ pub(crate) async fn run(mut client: Client, spec: PublisherSpec, ctx: PublisherC
     }
     client.close().await;
     Ok(())
+}
+
+/// Waits for the run to start; its window, or `None` if it stopped instead.
+async fn started(phase: &mut watch::Receiver<Phase>, counters: &Counters) -> Option<Window> {
+    let running = matches!(
+        phase.wait_for(|p| *p != Phase::Connecting).await.as_deref(),
+        Ok(Phase::Running)
+    );
+    running.then(|| counters.window.get().copied()).flatten()
 }
 
 /// Counts the publisher as done sending exactly once, also when it fails.

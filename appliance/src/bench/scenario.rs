@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::args::TrafficArgs;
 use super::net::{Client, Target};
-use super::outcome::{self, Tally, TaskResults};
+use super::outcome::{self, announce, Ready, Tally, TaskResults};
 use super::payload::{now_ns, PublishTemplate};
 use super::progress::{self, group_digits};
 use super::publisher::{self, PublisherCtx, PublisherSpec};
@@ -159,11 +159,7 @@ impl Run {
         (handles, Tally::collect(ready_rx).await)
     }
 
-    async fn subscriber(
-        self: Arc<Self>,
-        i: u32,
-        ready: mpsc::UnboundedSender<Result<(), String>>,
-    ) -> Option<SubscriberReport> {
+    async fn subscriber(self: Arc<Self>, i: u32, ready: Ready) -> Option<SubscriberReport> {
         let phase = self.phase.subscribe();
         let client_id = format!("{}-s{i}", self.run_id);
         let connected = async {
@@ -173,13 +169,7 @@ impl Run {
             anyhow::Ok(client)
         }
         .await;
-        let _ = ready.send(
-            connected
-                .as_ref()
-                .map(|_| ())
-                .map_err(|e| format!("{client_id}: {e:#}")),
-        );
-        drop(ready);
+        announce(ready, &connected, &client_id);
         let measure = match self.layout.delivery {
             Delivery::Foreign => Measure::ForeignTraffic,
             _ => Measure::OwnTraffic,
@@ -191,7 +181,9 @@ impl Run {
             keep_alive: self.target.keep_alive,
             measure,
         };
-        Some(subscriber::run(connected.ok()?, ctx).await)
+        let mut report = subscriber::run(connected.ok()?, ctx).await;
+        report.error = report.error.map(|e| e.context(client_id));
+        Some(report)
     }
 
     /// Connects every publisher; they wait for [`Phase::Running`].
@@ -216,11 +208,7 @@ impl Run {
         Ok((handles, Tally::collect(ready_rx).await))
     }
 
-    async fn publisher(
-        self: Arc<Self>,
-        spec: PublisherSpec,
-        ready: mpsc::UnboundedSender<Result<(), String>>,
-    ) -> Option<anyhow::Error> {
+    async fn publisher(self: Arc<Self>, spec: PublisherSpec, ready: Ready) -> Option<anyhow::Error> {
         let phase = self.phase.subscribe();
         let client_id = format!("{}-p{}", self.run_id, spec.index);
         let connected = async {
@@ -228,13 +216,7 @@ impl Run {
             Client::connect(&self.target, &client_id).await
         }
         .await;
-        let _ = ready.send(
-            connected
-                .as_ref()
-                .map(|_| ())
-                .map_err(|e| format!("{client_id}: {e:#}")),
-        );
-        drop(ready);
+        announce(ready, &connected, &client_id);
         let measures_acks = self.layout.delivery == Delivery::Nobody && spec.qos != QoS::AtMostOnce;
         let ctx = PublisherCtx {
             counters: Arc::clone(&self.counters),

@@ -39,7 +39,7 @@ fn v1_line_and_mixed_families() {
 fn v2_mixed_pair_is_ipv6_not_unspec() {
     let h = header(ProxyMode::V2, Compat::None, false, addrs("10.1.2.3:4000", "[2001:db8::1]:1883"), None);
     let parsed = v2::Header::try_from(&h[..]).unwrap();
-    assert_eq!(parsed.command, v2::Command::Proxy);
+    assert_eq!(parsed.command, Command::Proxy);
     match parsed.addresses {
         Addresses::IPv6(a) => {
             assert_eq!(a.source_address, "::ffff:10.1.2.3".parse::<std::net::Ipv6Addr>().unwrap());
@@ -115,5 +115,5 @@ fn oversized_certificate_is_dropped_not_fatal() {
 fn local_header_is_sixteen_bytes() {
     let h = v2_local();
     assert_eq!(h.len(), 16);
-    assert_eq!(v2::Header::try_from(&h[..]).unwrap().command, v2::Command::Local);
+    assert_eq!(v2::Header::try_from(&h[..]).unwrap().command, Command::Local);
 }
