@@ -4,6 +4,7 @@
 mod broker_connect;
 mod broker_hostile;
 mod broker_interop;
+mod broker_limits;
 mod broker_listeners;
 mod broker_protocol;
 mod broker_rumqttc;
@@ -17,3 +18,5 @@ mod lb_limits;
 mod lb_sticky;
 mod lb_tls;
 mod lb_util;
+mod store_crash;
+mod store_restart;

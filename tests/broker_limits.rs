@@ -1,0 +1,90 @@
+//! Limits a node enforces per client, and `skerry passwd` feeding a real
+//! node's users file.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use skerry_codec::{Packet, ProtocolVersion, Publish, QoS};
+use skerry_tests::broker::TestBroker;
+use skerry_tests::raw::RawClient;
+use skerry_tests::{have, skerry_bin};
+
+/// 20 QoS 1 publishes against `max_message_rate: 5/s` (burst 5) cannot all
+/// be acknowledged in under three seconds: the node stops reading from the
+/// client until the rate allows more. The bound is loose on purpose.
+#[tokio::test]
+async fn max_message_rate_slows_a_chatty_client() {
+    let broker = TestBroker::start("  max_message_rate: 5/s").await;
+    let mut c = RawClient::connected(broker.tcp(), ProtocolVersion::V311, "chatty").await;
+    let started = Instant::now();
+    for i in 1..=20u16 {
+        let mut p = Publish::new("chatty/x", vec![1u8]);
+        p.qos = QoS::AtLeastOnce;
+        p.packet_id = std::num::NonZeroU16::new(i);
+        c.send(&Packet::Publish(p)).await;
+    }
+    let mut acked = 0;
+    while acked < 20 {
+        match c.recv_within(Duration::from_secs(10)).await {
+            Ok(Some(Packet::PubAck(_))) => acked += 1,
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2), "20 messages at 5/s went through in {:?}", started.elapsed());
+    // A second client has its own budget and is not slowed by the first.
+    let mut other = RawClient::connected(broker.tcp(), ProtocolVersion::V311, "quiet").await;
+    let mut p = Publish::new("quiet/x", vec![1u8]);
+    p.qos = QoS::AtLeastOnce;
+    p.packet_id = std::num::NonZeroU16::new(1);
+    other.send(&Packet::Publish(p)).await;
+    assert!(matches!(other.recv().await, Some(Packet::PubAck(_))));
+    broker.stop().await;
+}
+
+fn passwd(file: &std::path::Path, user: &str, password: &str) -> std::process::ExitStatus {
+    let mut child = Command::new(skerry_bin())
+        .args(["passwd", file.to_str().unwrap(), user, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    child.wait().unwrap()
+}
+
+/// `skerry passwd` writes the users file a node then checks logins against,
+/// seen from `mosquitto_pub`.
+#[tokio::test]
+async fn passwd_users_log_in_with_their_password_only() {
+    if !have("mosquitto_pub") {
+        eprintln!("skipped: mosquitto_pub is not installed (bash tests/run installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    assert!(passwd(&users, "dev-1", "s3cret").success());
+    assert!(passwd(&users, "dev-2", "other").success());
+    let yaml = format!(
+        "broker:\n  allow_anonymous: false\n  users_file: {}\n  nodes:\n    - name: n1\n      listeners:\n        - name: tcp\n          bind: 127.0.0.1:0\n",
+        users.display()
+    );
+    let broker = TestBroker::start_in(&yaml, dir.path()).await;
+    let port = broker.tcp().port().to_string();
+    let publish = move |user: &str, password: &str| {
+        Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port, "-u", user, "-P", password, "-t", "t", "-m", "x", "-q", "1"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let (good, wrong, unknown) = tokio::task::spawn_blocking(move || {
+        (publish("dev-1", "s3cret"), publish("dev-1", "other"), publish("nobody", "s3cret"))
+    })
+    .await
+    .unwrap();
+    assert!(good, "right password refused");
+    assert!(!wrong, "wrong password accepted");
+    assert!(!unknown, "unknown user accepted");
+    broker.stop().await;
+}
