@@ -45,8 +45,15 @@ async fn ids_on(lb: &BalancerHandle, backend: &MiniBackend, n: usize) -> Vec<Str
 
 #[tokio::test]
 async fn a_killed_backend_is_marked_down_in_time_and_avoided() {
-    let (b1, b2, b3) = (MiniBackend::start(false).await, MiniBackend::start(false).await, MiniBackend::start(false).await);
-    let lb = start_lb(&yaml("", "", &[("b1", b1.addr), ("b2", b2.addr), ("b3", b3.addr)]), Path::new("."));
+    let (b1, b2, b3) = (
+        MiniBackend::start(false).await,
+        MiniBackend::start(false).await,
+        MiniBackend::start(false).await,
+    );
+    let lb = start_lb(
+        &yaml("", "", &[("b1", b1.addr), ("b2", b2.addr), ("b3", b3.addr)]),
+        Path::new("."),
+    );
     let victims = ids_on(&lb, &b2, 5).await;
     b2.kill();
     let killed = Instant::now();
@@ -59,7 +66,11 @@ async fn a_killed_backend_is_marked_down_in_time_and_avoided() {
     b3.clear();
     for id in &victims {
         let (_c, ack) = mqtt_connect(lb_addr(&lb), V5, id).await;
-        assert_eq!(ack.map(|a| a.reason), Some(ReasonCode::Success), "{id} served elsewhere");
+        assert_eq!(
+            ack.map(|a| a.reason),
+            Some(ReasonCode::Success),
+            "{id} served elsewhere"
+        );
     }
     let elsewhere = b1.ids().len() + b3.ids().len();
     assert_eq!(elsewhere, victims.len());
@@ -77,9 +88,17 @@ async fn shutdown_sessions_closes_a_down_backends_clients() {
     // b1 keeps its established connections but stops answering probes.
     b1.stop_accepting();
     eventually("b1 marked down", || !healthy(&lb, "b1")).await;
-    assert_eq!(c.recv_within(Duration::from_secs(5)).await, Ok(None), "the session was closed");
+    assert_eq!(
+        c.recv_within(Duration::from_secs(5)).await,
+        Ok(None),
+        "the session was closed"
+    );
     let (_c, ack) = mqtt_connect(lb_addr(&lb), V5, &id).await;
-    assert_eq!(ack.map(|a| a.reason), Some(ReasonCode::Success), "its reconnect lands on b2");
+    assert_eq!(
+        ack.map(|a| a.reason),
+        Some(ReasonCode::Success),
+        "its reconnect lands on b2"
+    );
     assert_eq!(b2.ids().last(), Some(&id));
     lb.shutdown().await;
 }
@@ -95,7 +114,10 @@ async fn no_backend_left_refuses_with_server_unavailable() {
     let (_c, ack) = mqtt_connect(lb_addr(&lb), V311, "y").await;
     assert_eq!(ack.map(|a| a.reason.v3_connack_code()), Some(0x03));
     let m = lb.metrics();
-    assert_eq!(m.refused(Refusal::BackendUnreachable) + m.refused(Refusal::NoBackend), 2);
+    assert_eq!(
+        m.refused(Refusal::BackendUnreachable) + m.refused(Refusal::NoBackend),
+        2
+    );
     assert!(m.refused(Refusal::NoBackend) >= 1);
     lb.shutdown().await;
 }
@@ -109,15 +131,68 @@ fn connect_bytes(id: &str) -> Vec<u8> {
 /// Whether the balancer closes `tcp` (EOF or reset) within `within`.
 async fn closed_within(tcp: &mut TcpStream, within: Duration) -> bool {
     let mut buf = [0u8; 64];
-    matches!(tokio::time::timeout(within, tcp.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+    matches!(
+        tokio::time::timeout(within, tcp.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
 }
 
 /// A working session: what it sends comes back (the backend echoes).
 async fn still_echoes(c: &mut TcpStream) {
     c.write_all(&[0xC0, 0x00]).await.expect("PINGREQ-sized bytes");
     let mut back = [0u8; 2];
-    tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut back)).await.expect("echo in time").expect("echo");
+    tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut back))
+        .await
+        .expect("echo in time")
+        .expect("echo");
     assert_eq!(back, [0xC0, 0x00]);
+}
+
+/// Slowloris, HTTP, TLS garbage, an oversize CONNECT and a silent client:
+/// each closed within the sniff timeout (500 ms) plus slack.
+async fn attack(plain: SocketAddr, tls_addr: SocketAddr) {
+    let started = Instant::now();
+    let slowloris = tokio::spawn(async move {
+        let mut t = TcpStream::connect(plain).await.expect("connect");
+        for b in connect_bytes("slow") {
+            if t.write_all(&[b]).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        closed_within(&mut t, Duration::from_secs(3)).await
+    });
+    let mut garbage = TcpStream::connect(plain).await.expect("connect");
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    assert!(
+        closed_within(&mut garbage, Duration::from_secs(3)).await,
+        "garbage closed"
+    );
+    let mut tls_garbage = TcpStream::connect(tls_addr).await.expect("connect");
+    tls_garbage
+        .write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5, 6, 7, 8])
+        .await
+        .expect("write");
+    assert!(
+        closed_within(&mut tls_garbage, Duration::from_secs(3)).await,
+        "TLS garbage closed"
+    );
+    let mut oversize = TcpStream::connect(plain).await.expect("connect");
+    let _ = oversize.write_all(&connect_bytes(&"x".repeat(2000))).await;
+    assert!(
+        closed_within(&mut oversize, Duration::from_secs(3)).await,
+        "oversize CONNECT closed"
+    );
+    let mut silent = TcpStream::connect(plain).await.expect("connect");
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(3)).await,
+        "silent client closed"
+    );
+    assert!(slowloris.await.expect("slowloris task"), "slowloris closed");
+    assert!(started.elapsed() < Duration::from_secs(6));
 }
 
 #[tokio::test]
@@ -138,30 +213,7 @@ async fn hostile_clients_are_closed_without_disturbing_others() {
     let mut ack = [0u8; 5];
     good.read_exact(&mut ack).await.expect("CONNACK");
 
-    let started = Instant::now();
-    let slowloris = tokio::spawn(async move {
-        let mut t = TcpStream::connect(plain).await.expect("connect");
-        for b in connect_bytes("slow") {
-            if t.write_all(&[b]).await.is_err() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        closed_within(&mut t, Duration::from_secs(3)).await
-    });
-    let mut garbage = TcpStream::connect(plain).await.expect("connect");
-    garbage.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
-    assert!(closed_within(&mut garbage, Duration::from_secs(3)).await, "garbage closed");
-    let mut tls_garbage = TcpStream::connect(tls_addr).await.expect("connect");
-    tls_garbage.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5, 6, 7, 8]).await.expect("write");
-    assert!(closed_within(&mut tls_garbage, Duration::from_secs(3)).await, "TLS garbage closed");
-    let mut oversize = TcpStream::connect(plain).await.expect("connect");
-    let _ = oversize.write_all(&connect_bytes(&"x".repeat(2000))).await;
-    assert!(closed_within(&mut oversize, Duration::from_secs(3)).await, "oversize CONNECT closed");
-    let mut silent = TcpStream::connect(plain).await.expect("connect");
-    assert!(closed_within(&mut silent, Duration::from_secs(3)).await, "silent client closed");
-    assert!(slowloris.await.expect("slowloris task"), "slowloris closed");
-    assert!(started.elapsed() < Duration::from_secs(6));
+    attack(plain, tls_addr).await;
 
     still_echoes(&mut good).await;
     let (_c, ack) = mqtt_connect(plain, V5, "newcomer").await;
@@ -170,7 +222,11 @@ async fn hostile_clients_are_closed_without_disturbing_others() {
     assert_eq!(m.refused(Refusal::NotMqtt), 1);
     assert_eq!(m.refused(Refusal::TlsHandshake), 1);
     assert_eq!(m.refused(Refusal::ConnectTooLarge), 1);
-    assert_eq!(m.refused(Refusal::SniffTimeout), 2, "the silent client and the slowloris");
+    assert_eq!(
+        m.refused(Refusal::SniffTimeout),
+        2,
+        "the silent client and the slowloris"
+    );
     assert_eq!(backend.ids(), ["good", "newcomer"]);
     lb.shutdown().await;
 }
@@ -191,7 +247,10 @@ async fn a_stopping_balancer_drains_its_sessions_and_stops_listening() {
     lb.shutdown().await;
     let took = started.elapsed();
     eprintln!("5 sessions drained in {took:?} (drain window 300 ms)");
-    assert!(took < Duration::from_secs(5), "returned once drained, not after the grace period: {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "returned once drained, not after the grace period: {took:?}"
+    );
     for mut c in sessions {
         assert_eq!(c.recv_within(Duration::from_secs(2)).await, Ok(None), "session closed");
     }
@@ -213,7 +272,11 @@ async fn a_drained_backend_gets_no_new_clients_and_keeps_its_sessions() {
     assert_eq!(b2.ids(), std::slice::from_ref(&id), "b1's client went to b2");
     assert!(lb.backends().iter().any(|b| b.member == "b1" && b.draining));
     if kept_on_b1 {
-        assert_eq!(kept.recv_within(Duration::from_millis(300)).await, Err(()), "the drained backend's session stays");
+        assert_eq!(
+            kept.recv_within(Duration::from_millis(300)).await,
+            Err(()),
+            "the drained backend's session stays"
+        );
     }
     lb.drain("nodes", "b1", false).expect("undrain");
     b1.clear();

@@ -42,7 +42,10 @@ async fn trusted_proxy_header_gives_the_client_address_to_the_backend() {
     match v2::Header::try_from(&header[..]).expect("parse").addresses {
         Addresses::IPv4(a) => {
             assert_eq!(SocketAddr::from((a.source_address, a.source_port)), client);
-            assert_eq!(SocketAddr::from((a.destination_address, a.destination_port)), lb_addr(&lb));
+            assert_eq!(
+                SocketAddr::from((a.destination_address, a.destination_port)),
+                lb_addr(&lb)
+            );
         }
         other => panic!("{other:?}"),
     }

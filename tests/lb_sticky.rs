@@ -56,7 +56,11 @@ async fn a_thousand_client_ids_land_on_the_same_backend_through_two_balancers() 
         MiniBackend::start(false).await,
         MiniBackend::start(false).await,
     ];
-    let named = [("node1", backends[0].addr), ("node2", backends[1].addr), ("node3", backends[2].addr)];
+    let named = [
+        ("node1", backends[0].addr),
+        ("node2", backends[1].addr),
+        ("node3", backends[2].addr),
+    ];
     let a = start_lb(&yaml(&named), Path::new("."));
     // The second instance lists the members in another order: the ring
     // depends on the names only.
@@ -82,7 +86,11 @@ async fn removing_one_of_three_backends_moves_only_its_clients() {
         MiniBackend::start(false).await,
         MiniBackend::start(false).await,
     ];
-    let named = [("node1", backends[0].addr), ("node2", backends[1].addr), ("node3", backends[2].addr)];
+    let named = [
+        ("node1", backends[0].addr),
+        ("node2", backends[1].addr),
+        ("node3", backends[2].addr),
+    ];
     let three = start_lb(&yaml(&named), Path::new("."));
     let two = start_lb(&yaml(&[named[0], named[2]]), Path::new("."));
     let ids = ids();

@@ -74,4 +74,17 @@ pub(crate) struct Delivery {
     pub(crate) retain: bool,
     /// Subscription identifiers of the matching subscriptions (v5).
     pub(crate) subscription_ids: Vec<u32>,
+    /// Where the delivery sits in the node's store, once it was queued for
+    /// an offline persistent session (`None` for live deliveries).
+    pub(crate) stored: Option<StoredRef>,
+}
+
+/// A delivery's place in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StoredRef {
+    /// The stored message.
+    pub(crate) msg: skerry_store::MsgId,
+    /// Its entry in the session's stored queue; `None` once the message is
+    /// in flight and the session record refers to it instead.
+    pub(crate) seq: Option<skerry_store::Seq>,
 }

@@ -18,6 +18,7 @@ use skerry_config::QueueType;
 use tokio::sync::{mpsc, Notify};
 
 use crate::message::{Delivery, Message};
+use crate::node::Batch;
 use crate::router::SessionKey;
 use crate::stats::NodeStats;
 
@@ -162,7 +163,8 @@ impl Session {
 
     /// Hands a message to the session: to the connection when online, to
     /// the offline queue when offline and persistent (QoS 1/2 only).
-    pub(crate) fn deliver(&self, delivery: Delivery, limits: QueueLimits, stats: &NodeStats) {
+    /// Queued messages are recorded in `batch` for the store.
+    pub(crate) fn deliver(&self, delivery: Delivery, limits: QueueLimits, stats: &NodeStats, batch: &mut Batch<'_>) {
         let mut inner = self.inner.lock();
         let delivery = match &inner.link {
             Some(link) => match link.tx.try_send(delivery) {
@@ -179,24 +181,36 @@ impl Session {
         if delivery.qos == QoS::AtMostOnce || inner.expiry == 0 {
             return;
         }
-        enqueue(&mut inner.queue, delivery, limits, stats);
+        let dropped = enqueue(&mut inner.queue, delivery, limits, stats, |d| batch.enqueue(&self.client_id, d));
+        if let Some(d) = dropped {
+            batch.dropped(&self.client_id, &d);
+        }
     }
 }
 
-/// Appends to an offline queue, dropping by `queue_type` when full.
-pub(crate) fn enqueue(queue: &mut VecDeque<Delivery>, d: Delivery, limits: QueueLimits, stats: &NodeStats) {
+/// Appends to an offline queue, dropping by `queue_type` when full; `store`
+/// sees the delivery just before it is queued. Returns the delivery a full
+/// `lifo` queue gave up.
+pub(crate) fn enqueue(
+    queue: &mut VecDeque<Delivery>,
+    mut d: Delivery,
+    limits: QueueLimits,
+    stats: &NodeStats,
+    store: impl FnOnce(&mut Delivery),
+) -> Option<Delivery> {
+    let mut dropped = None;
     if queue.len() >= limits.max_offline {
         NodeStats::inc(&stats.queue_message_drop);
         match limits.queue_type {
-            QueueType::Fifo => return,
-            QueueType::Lifo => {
-                queue.pop_front();
-            }
+            QueueType::Fifo => return None,
+            QueueType::Lifo => dropped = queue.pop_front(),
         }
         if limits.max_offline == 0 {
-            return;
+            return dropped;
         }
     }
     NodeStats::inc(&stats.queue_message_in);
+    store(&mut d);
     queue.push_back(d);
+    dropped
 }

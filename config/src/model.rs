@@ -114,6 +114,9 @@ pub struct Broker {
     pub acl: Vec<AclRule>,
     /// Session and queue limits.
     pub sessions: Sessions,
+    /// Where and how durably each node keeps persistent sessions, offline
+    /// queues and retained messages.
+    pub store: Store,
     /// The nodes this process runs, each with its own listeners and data.
     pub nodes: Vec<Node>,
 }
@@ -131,6 +134,7 @@ impl Default for Broker {
             users_file: None,
             acl: Vec::new(),
             sessions: Sessions::default(),
+            store: Store::default(),
             nodes: Vec::new(),
         }
     }
@@ -215,6 +219,51 @@ impl Default for Sessions {
             persistent_client_expiration: None,
         }
     }
+}
+
+/// `broker.store`: the durable store each node keeps in its `data_dir`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Store {
+    /// The database engine.
+    pub engine: StoreEngine,
+    /// When a QoS 1/2 PUBLISH queued for an offline persistent session is
+    /// acknowledged: after an fsync, or at once with an fsync every
+    /// `fsync_interval` (a crash may then lose that last interval).
+    pub durability: StoreDurability,
+    /// How often the store fsyncs with `durability: interval`.
+    pub fsync_interval: Duration,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            engine: StoreEngine::Redb,
+            durability: StoreDurability::Sync,
+            fsync_interval: Duration::millis(10),
+        }
+    }
+}
+
+/// The database engine of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreEngine {
+    /// Nothing on disk: persistent sessions last only as long as the process.
+    Memory,
+    /// sled 0.34 (beta; grows on delete-heavy queues).
+    Sled,
+    /// redb: checksummed copy-on-write B-tree, crash-safe, compacted at start.
+    Redb,
+}
+
+/// When stored messages are durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreDurability {
+    /// Acknowledge after fsync (group commit shares one fsync among publishers).
+    Sync,
+    /// Acknowledge at once; fsync every `fsync_interval`.
+    Interval,
 }
 
 /// One broker node.

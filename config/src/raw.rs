@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::lb::{Balance, Compat, HealthKind, OnMarkedDown, ProxyMode};
-use crate::model::{Access, LogFormat, QueueType, SharedPolicy, Transport};
+use crate::model::{Access, LogFormat, QueueType, SharedPolicy, StoreDurability, StoreEngine, Transport};
 
 /// A scalar kept as the text the operator wrote (`30s`, `1883`, `0.0.0.0:1883`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +85,16 @@ pub(crate) struct RawBroker {
     pub(crate) users_file: Option<PathBuf>,
     pub(crate) acl: Option<Vec<RawAclRule>>,
     pub(crate) sessions: Option<RawSessions>,
+    pub(crate) store: Option<RawStore>,
     pub(crate) nodes: Option<Vec<RawNode>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStore {
+    pub(crate) engine: Option<StoreEngine>,
+    pub(crate) durability: Option<StoreDurability>,
+    pub(crate) fsync_interval: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -73,6 +73,7 @@ fn reference_config_loads_with_its_documented_values() {
     };
     assert_eq!(b.acl, [rule]);
     assert_eq!(b.sessions, crate::Sessions::default());
+    assert_eq!(b.store, crate::Store::default());
     let defaults = crate::Broker::default();
     assert_eq!(
         (

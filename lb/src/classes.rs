@@ -158,6 +158,8 @@ mod tests {
         assert_eq!(name(who(None, Some("ingest"), "in-1")).as_deref(), Some("ingest"));
         assert_eq!(name(who(None, Some("ingest"), "other")).as_deref(), Some("devices"));
         assert_eq!(name(who(None, None, "")).as_deref(), Some("devices"));
-        assert!(Classes::new(&[class("cn-only", Some("*"), None, None)]).find(&who(None, None, "x")).is_none());
+        assert!(Classes::new(&[class("cn-only", Some("*"), None, None)])
+            .find(&who(None, None, "x"))
+            .is_none());
     }
 }

@@ -97,14 +97,22 @@ pub(crate) struct ConnectFilter {
 
 impl fmt::Debug for ConnectFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnectFilter").field("per_ip", &self.per_ip).finish_non_exhaustive()
+        f.debug_struct("ConnectFilter")
+            .field("per_ip", &self.per_ip)
+            .finish_non_exhaustive()
     }
 }
 
 #[async_trait::async_trait]
 impl ConnectionFilter for ConnectFilter {
     async fn should_accept(&self, addr: Option<&SocketAddr>) -> bool {
-        let per_ip = |a: &SocketAddr| if self.per_ip { self.rates.check_ip(a.ip()) } else { Ok(()) };
+        let per_ip = |a: &SocketAddr| {
+            if self.per_ip {
+                self.rates.check_ip(a.ip())
+            } else {
+                Ok(())
+            }
+        };
         let verdict = self.rates.check_global().and_then(|()| addr.map_or(Ok(()), per_ip));
         match verdict {
             Ok(()) => true,
@@ -140,7 +148,9 @@ impl Caps {
     /// Counts one more connection from `ip`, unless a cap is reached.
     pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<CapGuard, Refusal> {
         let max_total = self.max_total.unwrap_or(u32::MAX);
-        let counted = self.total.fetch_update(Relaxed, Relaxed, |n| (n < max_total).then_some(n + 1));
+        let counted = self
+            .total
+            .fetch_update(Relaxed, Relaxed, |n| (n < max_total).then_some(n + 1));
         if counted.is_err() {
             return Err(Refusal::MaxConnections);
         }
@@ -192,7 +202,10 @@ mod tests {
         let yaml = format!(
             "lb:\n{yaml_extra}  listeners:\n    - {{bind: 127.0.0.1:0, pool: p}}\n  pools:\n    - name: p\n      members: [{{name: a, address: 127.0.0.1:1}}]\n"
         );
-        skerry_config::parse(&yaml, std::path::Path::new(".")).unwrap().lb.unwrap()
+        skerry_config::parse(&yaml, std::path::Path::new("."))
+            .unwrap()
+            .lb
+            .unwrap()
     }
 
     #[test]
@@ -214,7 +227,10 @@ mod tests {
         let a = ip_key("2001:db8:1:2::1".parse().unwrap());
         let b = ip_key("2001:db8:1:2:ffff::9".parse().unwrap());
         assert_eq!(a, b);
-        assert_eq!(ip_key("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            ip_key("::ffff:10.0.0.1".parse().unwrap()),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

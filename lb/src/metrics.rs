@@ -138,7 +138,10 @@ impl MetricsSnapshot {
 
     /// The count for one outcome.
     pub fn ended(&self, outcome: Outcome) -> u64 {
-        self.connections.iter().find(|(o, _)| *o == outcome).map_or(0, |(_, n)| *n)
+        self.connections
+            .iter()
+            .find(|(o, _)| *o == outcome)
+            .map_or(0, |(_, n)| *n)
     }
 }
 
@@ -183,8 +186,16 @@ impl Metrics {
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             connections_active: self.active(),
-            connections: Outcome::ALL.iter().zip(&self.outcomes).map(|(o, n)| (*o, n.load(Relaxed))).collect(),
-            refusals: Refusal::ALL.iter().zip(&self.refusals).map(|(r, n)| (*r, n.load(Relaxed))).collect(),
+            connections: Outcome::ALL
+                .iter()
+                .zip(&self.outcomes)
+                .map(|(o, n)| (*o, n.load(Relaxed)))
+                .collect(),
+            refusals: Refusal::ALL
+                .iter()
+                .zip(&self.refusals)
+                .map(|(r, n)| (*r, n.load(Relaxed)))
+                .collect(),
             bytes_to_backends: self.bytes_to_backends.load(Relaxed),
             bytes_to_clients: self.bytes_to_clients.load(Relaxed),
             tls_handshake_failures: self.tls_failures.load(Relaxed),

@@ -63,7 +63,11 @@ where
             return Err(SniffError::TooLarge);
         }
         buf.reserve(wanted(buf).min(room));
-        let n = (&mut *io).take(room as u64).read_buf(buf).await.map_err(SniffError::Io)?;
+        let n = (&mut *io)
+            .take(room as u64)
+            .read_buf(buf)
+            .await
+            .map_err(SniffError::Io)?;
         if n == 0 {
             return Err(SniffError::Eof);
         }

@@ -160,10 +160,23 @@ mod tests {
 
     #[tokio::test]
     async fn garbage_and_truncation_fail() {
-        assert!(matches!(read_header(&mut &b"GET / HTTP/1.1\r\n"[..]).await, Err(ProxyInError::Invalid(_))));
-        assert!(matches!(read_header(&mut &b"PROXY TCP4 1.2"[..]).await, Err(ProxyInError::Eof)));
-        let long = [b'P', b'R', b'O', b'X', b'Y', b' '].iter().copied().chain(std::iter::repeat_n(b'1', 200)).collect::<Vec<_>>();
-        assert!(matches!(read_header(&mut &long[..]).await, Err(ProxyInError::TooLong(_))));
+        assert!(matches!(
+            read_header(&mut &b"GET / HTTP/1.1\r\n"[..]).await,
+            Err(ProxyInError::Invalid(_))
+        ));
+        assert!(matches!(
+            read_header(&mut &b"PROXY TCP4 1.2"[..]).await,
+            Err(ProxyInError::Eof)
+        ));
+        let long = [b'P', b'R', b'O', b'X', b'Y', b' ']
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n(b'1', 200))
+            .collect::<Vec<_>>();
+        assert!(matches!(
+            read_header(&mut &long[..]).await,
+            Err(ProxyInError::TooLong(_))
+        ));
     }
 
     #[test]

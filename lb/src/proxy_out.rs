@@ -63,7 +63,10 @@ pub(crate) fn header(mode: ProxyMode, compat: Compat, send_cert: bool, addrs: Ad
                 out = v2(addrs, ssl, parts);
             }
             if compat == Compat::Mosquitto && out.len() > MOSQUITTO_LIMIT {
-                warn!(len = out.len(), "PROXY header too long for Mosquitto even without the certificate; sending addresses only");
+                warn!(
+                    len = out.len(),
+                    "PROXY header too long for Mosquitto even without the certificate; sending addresses only"
+                );
                 out = v2(addrs, None, parts);
             }
             out
@@ -90,14 +93,23 @@ fn same_family(addrs: Addrs) -> (SocketAddr, SocketAddr) {
 fn v1(addrs: Addrs) -> Vec<u8> {
     let (src, dst) = same_family(addrs);
     let family = if src.is_ipv4() { "TCP4" } else { "TCP6" };
-    format!("PROXY {family} {} {} {} {}\r\n", src.ip(), dst.ip(), src.port(), dst.port()).into_bytes()
+    format!(
+        "PROXY {family} {} {} {} {}\r\n",
+        src.ip(),
+        dst.ip(),
+        src.port(),
+        dst.port()
+    )
+    .into_bytes()
 }
 
 /// The 16-byte v2 `LOCAL` header of a health check.
 pub(crate) fn v2_local() -> Vec<u8> {
     let fam = AddressFamily::Unspecified | Protocol::Unspecified;
     // Cannot fail: no payload.
-    Builder::new(Version::Two | Command::Local, fam).build().unwrap_or_default()
+    Builder::new(Version::Two | Command::Local, fam)
+        .build()
+        .unwrap_or_default()
 }
 
 fn v2(addrs: Addrs, tls: Option<&TlsInfo>, parts: SslParts) -> Vec<u8> {

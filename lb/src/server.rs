@@ -78,7 +78,9 @@ impl Balancer {
         pingora::tls::install_default_crypto_provider();
         let core = Arc::new(Core::new(cfg));
         if let Some(pool) = core.pools.iter().find(|p| p.members.is_empty()) {
-            return Err(LbError::EmptyPool { pool: pool.name.to_string() });
+            return Err(LbError::EmptyPool {
+                pool: pool.name.to_string(),
+            });
         }
         let prepared = cfg
             .listeners
@@ -166,7 +168,10 @@ async fn drain(core: &Core) {
     let deadline = tokio::time::Instant::now() + core.grace_period;
     while core.metrics.active() > 0 {
         if tokio::time::Instant::now() >= deadline {
-            warn!(left = core.metrics.active(), "grace period over; closing the remaining connections");
+            warn!(
+                left = core.metrics.active(),
+                "grace period over; closing the remaining connections"
+            );
             return;
         }
         tokio::time::sleep(DRAIN_POLL).await;
@@ -242,16 +247,24 @@ impl BalancerHandle {
 
     /// Every backend of every pool, with health, drain state and counts.
     pub fn backends(&self) -> Vec<BackendStatus> {
-        self.core.pools.iter().flat_map(|p| p.members.iter().map(|b| b.status())).collect()
+        self.core
+            .pools
+            .iter()
+            .flat_map(|p| p.members.iter().map(|b| b.status()))
+            .collect()
     }
 
     /// Drains (`true`: no new clients; its sessions stay) or undrains a
     /// pool member.
     pub fn drain(&self, pool: &str, member: &str, drain: bool) -> Result<(), LbError> {
-        let backend = self.core.pool(pool).and_then(|p| p.member(member)).ok_or_else(|| LbError::UnknownBackend {
-            pool: pool.to_owned(),
-            member: member.to_owned(),
-        })?;
+        let backend = self
+            .core
+            .pool(pool)
+            .and_then(|p| p.member(member))
+            .ok_or_else(|| LbError::UnknownBackend {
+                pool: pool.to_owned(),
+                member: member.to_owned(),
+            })?;
         backend.set_draining(drain);
         info!(pool, backend = member, drain, "backend drain changed");
         Ok(())

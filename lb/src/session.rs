@@ -10,7 +10,7 @@ use skerry_codec::{Connect, ProtocolVersion};
 use skerry_config::Balance;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracing::{info, warn, Span};
+use tracing::{debug, info, warn, Span};
 
 use crate::app::{Conn, ListenerApp};
 use crate::bandwidth::Throttle;
@@ -73,9 +73,10 @@ impl ListenerApp {
             return self.refuse(&mut client, version, Refusal::BackendUnreachable).await;
         }
         let m = &self.core.metrics;
-        m.bytes_to_backends.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        m.bytes_to_backends
+            .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
         drop(buf);
-        info!(class = admitted.class.as_deref().unwrap_or(""), "session started");
+        debug!(class = admitted.class.as_deref().unwrap_or(""), "session started");
         let relay = Relay {
             to_backend: admitted.to_backend,
             to_client: admitted.to_client,
@@ -117,7 +118,9 @@ impl ListenerApp {
             lease,
             _cap: cap,
             to_backend: class.and_then(|c| c.bandwidth_in).map(|bw| Throttle::new(bw, COPY_BUF)),
-            to_client: class.and_then(|c| c.bandwidth_out).map(|bw| Throttle::new(bw, COPY_BUF)),
+            to_client: class
+                .and_then(|c| c.bandwidth_out)
+                .map(|bw| Throttle::new(bw, COPY_BUF)),
             class: class.map(|c| c.name.clone()),
         })
     }
@@ -134,7 +137,9 @@ impl ListenerApp {
                     Span::current().record("backend", &*backend.name);
                     return Ok((stream, backend.lease()));
                 }
-                Err(error) => warn!(backend = %backend.name, address = %backend.address, %error, "backend connect failed"),
+                Err(error) => {
+                    warn!(backend = %backend.name, address = %backend.address, %error, "backend connect failed")
+                }
             }
         }
         Err(Refusal::BackendUnreachable)

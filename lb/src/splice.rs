@@ -72,8 +72,20 @@ where
     let mut down_buf = vec![0u8; COPY_BUF];
     let m = relay.metrics;
     let end = {
-        let up = pump(&mut client_rx, &mut backend_tx, &mut up_buf, relay.to_backend.as_ref(), &m.bytes_to_backends);
-        let down = pump(&mut backend_rx, &mut client_tx, &mut down_buf, relay.to_client.as_ref(), &m.bytes_to_clients);
+        let up = pump(
+            &mut client_rx,
+            &mut backend_tx,
+            &mut up_buf,
+            relay.to_backend.as_ref(),
+            &m.bytes_to_backends,
+        );
+        let down = pump(
+            &mut backend_rx,
+            &mut client_tx,
+            &mut down_buf,
+            relay.to_client.as_ref(),
+            &m.bytes_to_clients,
+        );
         tokio::select! {
             r = async { tokio::try_join!(up, down) } => match r {
                 Ok(_) => End::Closed,
@@ -90,7 +102,13 @@ where
 }
 
 /// Copies one direction until EOF (then half-closes the other side).
-async fn pump<R, W>(rx: &mut R, tx: &mut W, buf: &mut [u8], throttle: Option<&Throttle>, counter: &AtomicU64) -> io::Result<()>
+async fn pump<R, W>(
+    rx: &mut R,
+    tx: &mut W,
+    buf: &mut [u8],
+    throttle: Option<&Throttle>,
+    counter: &AtomicU64,
+) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,

@@ -42,9 +42,7 @@ impl TlsInfo {
         let leaf = conn.peer_certificates().and_then(|c| c.first());
         TlsInfo {
             version: version_name(conn.protocol_version()),
-            cipher: conn
-                .negotiated_cipher_suite()
-                .map_or("", |s| cipher_name(s.suite())),
+            cipher: conn.negotiated_cipher_suite().map_or("", |s| cipher_name(s.suite())),
             cn: leaf.and_then(|c| common_name(c)),
             cert_der: leaf.map(|c| c.to_vec()),
             sni: conn.server_name().map(str::to_owned),
@@ -200,14 +198,26 @@ mod tests {
     fn missing_files_name_the_file() {
         let dir = std::env::temp_dir().join("skerry-lb-no-such-dir");
         let err = server_config(&files(&dir)).unwrap_err();
-        assert!(matches!(err, TlsError::Read { what: "certificate chain", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                TlsError::Read {
+                    what: "certificate chain",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("server.crt"), "{err}");
     }
 
     #[test]
     fn names_follow_openssl() {
         assert_eq!(version_name(Some(ProtocolVersion::TLSv1_3)), "TLSv1.3");
-        assert_eq!(cipher_name(CipherSuite::TLS13_AES_256_GCM_SHA384), "TLS_AES_256_GCM_SHA384");
+        assert_eq!(
+            cipher_name(CipherSuite::TLS13_AES_256_GCM_SHA384),
+            "TLS_AES_256_GCM_SHA384"
+        );
         assert_eq!(
             cipher_name(CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
             "ECDHE-RSA-AES128-GCM-SHA256"

@@ -3,7 +3,7 @@
 # static release binary and the handful of files it reads at run time. No
 # base image is pulled. Prints the image reference on the last line.
 #
-#   bash packaging/oci/build.sh                     # builds the binary too
+#   bash packaging/oci/build.sh                     # skerry:<version> and skerry:latest
 #   SKERRY_BIN=target/.../skerry SKERRY_IMAGE=skerry:dev bash packaging/oci/build.sh
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
@@ -33,6 +33,8 @@ find "$ctx" -exec touch -h -d @0 {} +
 
 # The classic builder needs nothing from a registry for FROM scratch;
 # BuildKit, where installed, would want to fetch its Dockerfile frontend.
-DOCKER_BUILDKIT=0 docker build --build-arg "VERSION=$version" -t "$image" "$ctx" >&2
+tags=(-t "$image")
+[[ -n ${SKERRY_IMAGE:-} ]] || tags+=(-t skerry:latest)
+DOCKER_BUILDKIT=0 docker build --build-arg "VERSION=$version" "${tags[@]}" "$ctx" >&2
 docker image inspect -f 'image {{index .RepoTags 0}}: {{.Size}} bytes, user {{.Config.User}}' "$image" >&2
 echo "$image"

@@ -16,7 +16,12 @@ impl TestBroker {
     /// Starts the first node of `yaml` (a whole Skerry configuration);
     /// relative paths resolve against `base`.
     pub async fn start_in(yaml: &str, base: &Path) -> TestBroker {
-        let config = skerry_config::parse(yaml, base).unwrap_or_else(|e| panic!("test config: {e}"));
+        let mut config = skerry_config::parse(yaml, base).unwrap_or_else(|e| panic!("test config: {e}"));
+        if !yaml.contains("store:") {
+            // In-process tests share one working directory (and data_dir
+            // defaults under it): keep them off disk unless they ask.
+            config.broker.store.engine = skerry_config::StoreEngine::Memory;
+        }
         let node_cfg = config.broker.nodes.first().expect("a node in the test config");
         let node = Node::start(node_cfg, &config.broker).await.unwrap_or_else(|e| panic!("start: {e}"));
         let addrs = node.local_addrs().to_vec();

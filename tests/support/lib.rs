@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod hostile;
+pub mod process;
 pub mod raw;
 pub mod stream;
 pub mod wait;

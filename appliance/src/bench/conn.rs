@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use skerry_codec::Packet;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::net::{ping_interval, Client, Target};
-use super::outcome::{announce, Ready, Tally};
+use super::outcome::{Ready, Tally};
 use super::progress::{self, group_digits};
 use super::report::{per_sec, LatencyKind, Report};
 use super::scenario::{Options, Phase, MAX_PENDING_CONNECTS};
@@ -81,7 +81,7 @@ pub(crate) async fn run(plan: ConnPlan, target: Target, options: Options) -> any
 /// Opens the connections at the planned rate and waits until each one
 /// connected or failed.
 async fn open_all(shared: &Arc<Shared>, plan: &ConnPlan) -> (Vec<JoinHandle<()>>, Tally) {
-    let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = Ready::channel();
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(plan.clients as usize);
     for i in 0..plan.clients {
@@ -108,7 +108,7 @@ async fn hold(shared: Arc<Shared>, i: u32, mut latency: Recorder, ready: Ready) 
         anyhow::Ok(client)
     }
     .await;
-    announce(ready, &connected, &client_id);
+    ready.announce(&connected, &client_id);
     let Ok(mut client) = connected else { return };
     shared.open.fetch_add(1, Ordering::Relaxed);
     let mut ping = ping_interval(shared.target.keep_alive);

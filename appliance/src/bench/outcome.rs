@@ -11,17 +11,27 @@ use super::seqset::SeqSet;
 use super::stats::{Counters, Percentiles};
 use super::subscriber::SubscriberReport;
 
-/// Where a connection task says whether it connected.
-pub(crate) type Ready = mpsc::UnboundedSender<Result<(), String>>;
+/// A connection task's line to [`Tally::collect`], used once: the tally
+/// ends when every line is gone.
+#[derive(Debug, Clone)]
+pub(crate) struct Ready(mpsc::UnboundedSender<Result<(), String>>);
 
-/// Tells [`Tally::collect`] how connecting `client_id` went.
-pub(crate) fn announce<T>(ready: Ready, connected: &anyhow::Result<T>, client_id: &str) {
-    let _ = ready.send(
-        connected
-            .as_ref()
-            .map(|_| ())
-            .map_err(|e| format!("{client_id}: {e:#}")),
-    );
+impl Ready {
+    /// A line and the receiving end to hand to [`Tally::collect`].
+    pub(crate) fn channel() -> (Self, mpsc::UnboundedReceiver<Result<(), String>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self(tx), rx)
+    }
+
+    /// Says how connecting `client_id` went.
+    pub(crate) fn announce<T>(self, connected: &anyhow::Result<T>, client_id: &str) {
+        let _ = self.0.send(
+            connected
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| format!("{client_id}: {e:#}")),
+        );
+    }
 }
 
 /// How the connects of one group of clients went.

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use anyhow::bail;
 use skerry_codec::QoS;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::args::TrafficArgs;
 use super::net::{Client, Target};
-use super::outcome::{self, announce, Ready, Tally, TaskResults};
+use super::outcome::{self, Ready, Tally, TaskResults};
 use super::payload::{now_ns, PublishTemplate};
 use super::progress::{self, group_digits};
 use super::publisher::{self, PublisherCtx, PublisherSpec};
@@ -151,7 +151,7 @@ impl Run {
     /// Connects and subscribes every subscriber; returns once each has
     /// succeeded or failed.
     async fn spawn_subscribers(self: &Arc<Self>) -> (Vec<JoinHandle<Option<SubscriberReport>>>, Tally) {
-        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = Ready::channel();
         let handles = (0..self.layout.subscribers)
             .map(|i| tokio::spawn(Arc::clone(self).subscriber(i, ready_tx.clone())))
             .collect();
@@ -169,7 +169,7 @@ impl Run {
             anyhow::Ok(client)
         }
         .await;
-        announce(ready, &connected, &client_id);
+        ready.announce(&connected, &client_id);
         let measure = match self.layout.delivery {
             Delivery::Foreign => Measure::ForeignTraffic,
             _ => Measure::OwnTraffic,
@@ -188,7 +188,7 @@ impl Run {
 
     /// Connects every publisher; they wait for [`Phase::Running`].
     async fn spawn_publishers(self: &Arc<Self>) -> anyhow::Result<(Vec<JoinHandle<Option<anyhow::Error>>>, Tally)> {
-        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = Ready::channel();
         let publishers = self.layout.publishers;
         let rate = self.traffic.rate as f64 / f64::from(publishers.max(1));
         let mut handles = Vec::with_capacity(publishers as usize);
@@ -216,7 +216,7 @@ impl Run {
             Client::connect(&self.target, &client_id).await
         }
         .await;
-        announce(ready, &connected, &client_id);
+        ready.announce(&connected, &client_id);
         let measures_acks = self.layout.delivery == Delivery::Nobody && spec.qos != QoS::AtMostOnce;
         let ctx = PublisherCtx {
             counters: Arc::clone(&self.counters),

@@ -180,7 +180,8 @@ mod tests {
         let p = Percentiles::of(&sink.merged());
         let (p50, p99, p999, max) = (p.p50.unwrap(), p.p99.unwrap(), p.p999.unwrap(), p.max.unwrap());
         assert!(p50 <= p99 && p99 <= p999 && p999 <= max, "{p:?}");
-        assert!((0.99..=1.01).contains(&p50), "{p50}");
+        // Half of the 2,000 samples are at most 667 us.
+        assert!((0.666..=0.668).contains(&p50), "{p50}");
         assert_eq!(max, 2.0);
     }
 

@@ -47,6 +47,9 @@ pub(super) struct Conn {
     pub(super) aliases_out: HashMap<ByteStr, u16>,
     pub(super) limiter: Option<crate::node::RateLimiter>,
     last_read: Instant,
+    /// Store commits the acknowledgements in the write buffer wait for
+    /// (`sync` durability): the buffer is flushed only once they resolve.
+    pub(super) commits: Vec<skerry_store::Commit>,
 }
 
 impl Conn {
@@ -66,6 +69,7 @@ impl Conn {
             aliases_out: HashMap::new(),
             limiter,
             last_read: Instant::now(),
+            commits: Vec::new(),
         }
     }
 
@@ -209,6 +213,10 @@ impl Conn {
     }
 
     async fn flush(&mut self) -> Result<(), ConnError> {
+        // One wait covers every PUBLISH read this turn: they share a group commit.
+        for commit in std::mem::take(&mut self.commits) {
+            commit.await?;
+        }
         let n = self.io.flush().await?;
         NodeStats::add(&self.node.stats.bytes_sent, n as u64);
         Ok(())

@@ -73,7 +73,11 @@ impl Conn {
         let allowed = self.node.acl().can_publish(&self.p.client_id, self.p.username.as_deref(), &p.topic);
         let reason = if allowed {
             let msg = Message::new(p.topic, p.payload, p.qos, p.retain, p.properties, Some(self.session.key));
-            self.node.publish(msg);
+            let (_, commit) = self.node.publish_durable(msg);
+            // The acknowledgement queued below leaves only once this is durable.
+            if let Some(commit) = commit.filter(|_| p.qos != QoS::AtMostOnce) {
+                self.commits.push(commit);
+            }
             ReasonCode::Success
         } else {
             debug!(topic = %p.topic, "publish denied by ACL");
@@ -122,7 +126,9 @@ impl Conn {
         });
         match pos {
             Some(pos) => {
-                self.state.inflight.remove(pos);
+                if let Some((_, Inflight::Publish(d))) = self.state.inflight.remove(pos) {
+                    self.node.delivered(&self.session, &d);
+                }
                 self.fill_window()
             }
             None => {
@@ -142,6 +148,10 @@ impl Conn {
         if a.reason.is_error() {
             self.state.inflight.retain(|(p, _)| *p != a.packet_id);
             return self.fill_window();
+        }
+        if let Inflight::Publish(d) = &entry.1 {
+            // The client has the message now; only the PUBREL is left to resend.
+            self.node.delivered(&self.session, d);
         }
         entry.1 = Inflight::Release;
         self.send(&Packet::PubRel(Ack::new(a.packet_id)))

@@ -23,6 +23,9 @@ pub(crate) enum ConnError {
     /// The client closed in the middle of a packet.
     #[error("connection closed mid-packet")]
     Truncated,
+    /// A published message could not be made durable; it is not acknowledged.
+    #[error("{0}")]
+    Store(#[from] skerry_store::StoreError),
 }
 
 /// A connection's byte stream with its framing state.

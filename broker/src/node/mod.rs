@@ -5,6 +5,8 @@
 
 mod admin;
 mod routing;
+mod persist;
+mod restore;
 mod sessions;
 
 use std::collections::HashMap;
@@ -19,10 +21,13 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::Quota;
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinSet;
+use skerry_store::{Snapshot, Store, StoreError};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
 
 pub use admin::{NodeHandle, RetainedInfo, SessionInfo};
+pub(crate) use persist::Batch;
 pub(crate) use sessions::{Attached, Ending, Leaving};
 
 use crate::auth::{Acl, Authenticator, Users, UsersError};
@@ -45,6 +50,14 @@ pub enum NodeError {
         node: String,
         /// What went wrong.
         source: ListenerError,
+    },
+    /// The store in the data directory could not be opened or loaded.
+    #[error("node {node}: {source}")]
+    Store {
+        /// The node's name.
+        node: String,
+        /// What went wrong (it names the data directory).
+        source: StoreError,
     },
     /// The users file could not be loaded.
     #[error("node {node}: {source}")]
@@ -113,6 +126,10 @@ pub(crate) struct NodeShared {
     pub(crate) sessions: Mutex<sessions::Registry>,
     pub(crate) stats: NodeStats,
     pub(crate) shutdown: CancellationToken,
+    /// Persistent sessions, offline queues, retained messages.
+    pub(crate) store: Arc<dyn Store>,
+    /// The connection tasks, so shutdown can wait for them to park their sessions.
+    conns: TaskTracker,
     next_client: AtomicU64,
 }
 
@@ -146,6 +163,27 @@ impl NodeShared {
     }
 }
 
+/// How long shutdown waits for connections to park their sessions.
+const CONNECTIONS_DRAIN: Duration = Duration::from_secs(10);
+
+/// Opens the node's store and loads it, from `broker.store`.
+fn open_store(node: &skerry_config::Node, broker: &skerry_config::Broker) -> Result<(Arc<dyn Store>, Snapshot), NodeError> {
+    let s = &broker.store;
+    let engine = match s.engine {
+        skerry_config::StoreEngine::Memory => skerry_store::Engine::Memory,
+        skerry_config::StoreEngine::Sled => skerry_store::Engine::Sled,
+        skerry_config::StoreEngine::Redb => skerry_store::Engine::Redb,
+    };
+    let durability = match s.durability {
+        skerry_config::StoreDurability::Sync => skerry_store::Durability::Sync,
+        skerry_config::StoreDurability::Interval => skerry_store::Durability::Interval(s.fsync_interval.get()),
+    };
+    let err = |source| NodeError::Store { node: node.name.clone(), source };
+    let store = skerry_store::open(engine, &node.data_dir, durability).map_err(err)?;
+    let snapshot = store.load().map_err(err)?;
+    Ok((store, snapshot))
+}
+
 /// A running broker node.
 pub struct Node {
     shared: Arc<NodeShared>,
@@ -163,6 +201,7 @@ impl Node {
             let l = MqttListener::bind(cfg).map_err(|source| NodeError::Listener { node: node.name.clone(), source })?;
             listeners.push(l);
         }
+        let (store, snapshot) = open_store(node, broker)?;
         let policy = match broker.shared_subscription_policy {
             skerry_config::SharedPolicy::PreferLocal => SharedPolicy::PreferLocal,
             skerry_config::SharedPolicy::LocalOnly => SharedPolicy::LocalOnly,
@@ -181,14 +220,18 @@ impl Node {
             stats: NodeStats::default(),
             shutdown: CancellationToken::new(),
             next_client: AtomicU64::new(1),
+            store,
+            conns: TaskTracker::new(),
         });
+        shared.restore(snapshot);
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
         for l in listeners {
             addrs.push((l.name().to_owned(), l.local_addr()));
             let node = Arc::clone(&shared);
             let shutdown = shared.shutdown.clone();
-            let handler = move |accepted| crate::connection::serve(Arc::clone(&node), accepted);
+            let conns = shared.conns.clone();
+            let handler = move |accepted| conns.track_future(crate::connection::serve(Arc::clone(&node), accepted));
             let part = format!("listener {}", l.name());
             tasks.spawn(async move {
                 l.run(handler, shutdown.cancelled_owned()).await;
@@ -231,10 +274,19 @@ impl Node {
     }
 
     /// Stops accepting, tells every client the server is shutting down
-    /// (v5 DISCONNECT 0x8B) and waits for the listeners to end.
+    /// (v5 DISCONNECT 0x8B), waits for the listeners to end and the
+    /// connections to park their sessions, then closes the store (every
+    /// write durable).
     pub async fn shutdown(mut self) {
         self.shared.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
+        self.shared.conns.close();
+        if tokio::time::timeout(CONNECTIONS_DRAIN, self.shared.conns.wait()).await.is_err() {
+            warn!(node = %self.shared.name, "connections still open at shutdown; their sessions are stored as last parked");
+        }
+        if let Err(error) = self.shared.store.close().await {
+            error!(node = %self.shared.name, %error, "closing the store failed");
+        }
         info!(node = %self.shared.name, "broker node stopped");
     }
 }

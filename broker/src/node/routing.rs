@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use skerry_codec::{QoS, SubscriptionOptions};
+use skerry_store::Commit;
 
+use super::persist::Batch;
 use super::NodeShared;
 use crate::message::{Delivery, Message};
 use crate::router::{self, Destination};
@@ -48,7 +50,15 @@ fn from_router_qos(q: router::QoS) -> QoS {
 impl NodeShared {
     /// Routes a message to every matching session; returns how many got it.
     pub(crate) fn publish(&self, msg: Message) -> usize {
+        self.publish_durable(msg).0
+    }
+
+    /// Routes a message; also returns, with `sync` durability, the commit
+    /// that makes it durable for the offline persistent sessions it was
+    /// queued for (and as retained): the publisher's acknowledgement waits for it.
+    pub(crate) fn publish_durable(&self, msg: Message) -> (usize, Option<Commit>) {
         let msg = Arc::new(msg);
+        let mut batch = Batch::new(&*self.store, &msg);
         if msg.retain {
             let mut retained = self.retained.write();
             if msg.payload.is_empty() {
@@ -57,6 +67,7 @@ impl NodeShared {
                 // The topic was validated by the codec; a too-deep topic is simply not retained.
                 let _ = retained.set(&msg.topic, Arc::clone(&msg));
             }
+            batch.retained();
         }
         let matches = self.router.read().match_topic(&msg.topic, msg.publisher);
         let shared = matches.shared.iter().map(|s| {
@@ -79,12 +90,17 @@ impl NodeShared {
                 qos: msg.qos.min(from_router_qos(qos)),
                 retain: retain_as_published && msg.retain,
                 subscription_ids,
+                stored: None,
             };
-            session.deliver(delivery, self.limits.queue, &self.stats);
+            session.deliver(delivery, self.limits.queue, &self.stats, &mut batch);
             delivered += 1;
         }
+        // Submitted before the registry is released: a connection attaching
+        // to one of these sessions next (and acknowledging) comes after it.
+        let commit = batch.submit();
+        drop(sessions);
         NodeStats::add(&self.stats.router_matches_local, delivered as u64);
-        delivered
+        (delivered, commit)
     }
 
     /// Adds (or replaces) a subscription of `session`.
@@ -131,6 +147,7 @@ impl NodeShared {
                 qos: msg.qos.min(options.qos),
                 retain: true,
                 subscription_ids: id.into_iter().collect(),
+                stored: None,
             })
             .collect()
     }

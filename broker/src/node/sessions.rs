@@ -30,7 +30,7 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// The session of `client_id`, created (offline, empty) if missing.
-    fn get_or_create(&mut self, client_id: &str) -> (Arc<Session>, bool) {
+    pub(super) fn get_or_create(&mut self, client_id: &str) -> (Arc<Session>, bool) {
         if let Some(s) = self.by_client.get(client_id) {
             return (Arc::clone(s), true);
         }
@@ -178,11 +178,15 @@ impl NodeShared {
         let persistent = inner.expiry != 0;
         if persistent {
             for d in queue.into_iter().filter(|d| d.qos != skerry_codec::QoS::AtMostOnce) {
-                enqueue(&mut inner.queue, d, self.limits.queue, &self.stats);
+                // Dropped deliveries leave the store with the write below.
+                let _ = enqueue(&mut inner.queue, d, self.limits.queue, &self.stats, |_| {});
             }
         }
         inner.state = Some(state);
         inner.disconnected_at = Some(SystemTime::now());
+        if persistent {
+            self.persist_offline(session, &mut inner);
+        }
         let generation = inner.generation;
         let expiry = inner.expiry;
         let will = match ending {
@@ -211,7 +215,7 @@ impl NodeShared {
 
     /// Publishes the pending will after `delay` and ends the session after
     /// `expiry`, unless a connection attached in between.
-    async fn expire_later(self: Arc<Self>, session: Arc<Session>, generation: u64, delay: u32, expiry: u32) {
+    pub(super) async fn expire_later(self: Arc<Self>, session: Arc<Session>, generation: u64, delay: u32, expiry: u32) {
         let shutdown = self.shutdown.clone();
         if delay > 0 {
             tokio::select! {
@@ -251,6 +255,7 @@ impl NodeShared {
     pub(crate) fn end_session(&self, session: &Session) {
         self.router.write().remove_all(&Destination::Local(session.key));
         self.sessions.lock().remove(session);
+        self.forget_session(session);
         let will = {
             let mut inner = session.inner.lock();
             inner.queue.clear();

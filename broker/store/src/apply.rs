@@ -67,12 +67,12 @@ impl<'a, 'r, R: KvRead> Group<'a, 'r, R> {
                 self.add_ref(entry.msg);
                 self.txn.put(keys::queue(client, *seq), codec::encode_entry(entry), false)?;
             }
-            Op::Dequeue { client, seq } => self.remove_entry(keys::queue(client, *seq))?,
+            Op::Dequeue { client, seq } => self.remove_entry(&keys::queue(client, *seq))?,
             Op::RetainQueue { client, keep } => {
                 for (key, _) in self.txn.scan(&keys::queue_prefix(client))? {
                     let kept = keys::parse_queue(&key).is_some_and(|(_, seq)| keep.contains(&seq));
                     if !kept {
-                        self.remove_entry(key)?;
+                        self.remove_entry(&key)?;
                     }
                 }
             }
@@ -87,7 +87,7 @@ impl<'a, 'r, R: KvRead> Group<'a, 'r, R> {
                 let old = self.txn.remove(key.clone())?;
                 self.release_session(&key, old)?;
                 for (key, _) in self.txn.scan(&keys::queue_prefix(client))? {
-                    self.remove_entry(key)?;
+                    self.remove_entry(&key)?;
                 }
             }
             Op::SetRetained { message } => {
@@ -100,9 +100,9 @@ impl<'a, 'r, R: KvRead> Group<'a, 'r, R> {
         Ok(())
     }
 
-    fn remove_entry(&mut self, key: Vec<u8>) -> Result<(), StoreError> {
-        if let Some(old) = self.txn.remove(key.clone())? {
-            let old = codec::decode_entry(&old).map_err(|e| self.corrupt(&key, e))?;
+    fn remove_entry(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        if let Some(old) = self.txn.remove(key.to_vec())? {
+            let old = codec::decode_entry(&old).map_err(|e| self.corrupt(key, e))?;
             self.drop_ref(old.msg);
         }
         Ok(())

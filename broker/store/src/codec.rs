@@ -15,7 +15,7 @@ use crate::record::{
 const VERSION: u8 = 1;
 
 /// Why a value could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DecodeError(pub(crate) &'static str);
 
 type Result<T> = std::result::Result<T, DecodeError>;

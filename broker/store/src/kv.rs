@@ -11,14 +11,19 @@ use crate::error::StoreError;
 /// Puts (`Some`) and deletes (`None`) to apply atomically, in key order.
 pub(crate) type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// Pairs in key order.
+pub(crate) type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// What a scan calls with each pair.
+pub(crate) type Visit<'f> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'f;
+
 /// Reads as of the last applied batch.
 pub(crate) trait KvRead {
     /// The value of `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Calls `f` with every pair whose key starts with `prefix`, in key order.
-    fn scan(&self, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>)
-        -> Result<(), StoreError>;
+    fn scan(&self, prefix: &[u8], f: &mut Visit<'_>) -> Result<(), StoreError>;
 }
 
 /// An engine.
@@ -77,7 +82,7 @@ impl<'r, R: KvRead> Txn<'r, R> {
     }
 
     /// Every pair under `prefix` as the transaction sees it, in key order.
-    pub(crate) fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub(crate) fn scan(&self, prefix: &[u8]) -> Result<Pairs, StoreError> {
         let mut merged = BTreeMap::new();
         self.base.scan(prefix, &mut |k, v| {
             merged.insert(k.to_vec(), Some(v.to_vec()));

@@ -142,7 +142,7 @@ impl<K: Kv> KvStore<K> {
             let (queue, state) = (Arc::clone(&queue), Arc::clone(&state));
             std::thread::Builder::new()
                 .name(format!("skerry-store-{}", K::NAME))
-                .spawn(move || writer::run(queue, state, durability))
+                .spawn(move || writer::run(&queue, &state, durability))
                 .map_err(|e| StoreError::Open { dir: dir.to_owned(), engine: K::NAME, source: Arc::new(e) })?
         };
         Ok(Self {

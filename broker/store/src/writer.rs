@@ -116,7 +116,7 @@ pub(crate) struct State<K> {
 }
 
 /// The writer thread's loop; returns when the store is closed.
-pub(crate) fn run<K: Kv>(queue: Arc<Queue>, state: Arc<Mutex<State<K>>>, durability: Durability) {
+pub(crate) fn run<K: Kv>(queue: &Queue, state: &Mutex<State<K>>, durability: Durability) {
     let mut sync_due: Option<Instant> = None;
     loop {
         let (batches, closers, closed) = {
@@ -206,6 +206,10 @@ pub(crate) fn commit_group<'o, K: Kv>(
         group.collect_garbage();
         (group.txn.writes, group.changed, group.high_water)
     };
+    if writes.is_empty() {
+        // Nothing changed (say, removing a session that was never stored): no commit, no fsync.
+        return Ok(());
+    }
     if used > *high_water {
         writes.insert(keys::HIGH_WATER.to_vec(), Some(codec::encode_u64(used)));
     }

@@ -8,8 +8,8 @@ use ipnet::IpNet;
 
 use super::tls::tls;
 use super::{claim_port, Ctx};
-use crate::model::{AclRule, Broker, Listener, Node, ProxyProtocol, Sessions, Transport};
-use crate::raw::{RawAclRule, RawBroker, RawListener, RawNode, RawProxy, RawSessions};
+use crate::model::{AclRule, Broker, Listener, Node, ProxyProtocol, Sessions, Store, Transport};
+use crate::raw::{RawAclRule, RawBroker, RawListener, RawNode, RawProxy, RawSessions, RawStore};
 use crate::span::join;
 use crate::units::{ByteSize, Duration, Rate};
 
@@ -33,6 +33,7 @@ pub(super) fn broker(cx: &mut Ctx<'_>, raw: RawBroker) -> Broker {
         .map(|(i, r)| acl_rule(cx, i, r))
         .collect();
     let sessions = raw.sessions.map(|s| sessions(cx, s)).unwrap_or_default();
+    let store = raw.store.map(|s| store(cx, s)).unwrap_or_default();
     let mut nodes = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     for (i, raw_node) in raw.nodes.unwrap_or_default().into_iter().enumerate() {
@@ -54,7 +55,24 @@ pub(super) fn broker(cx: &mut Ctx<'_>, raw: RawBroker) -> Broker {
         users_file,
         acl,
         sessions,
+        store,
         nodes,
+    }
+}
+
+fn store(cx: &mut Ctx<'_>, raw: RawStore) -> Store {
+    let d = Store::default();
+    let fsync_interval = cx.unit_or("broker.store.fsync_interval", raw.fsync_interval, d.fsync_interval);
+    if fsync_interval.get().is_zero() {
+        cx.error(
+            "broker.store.fsync_interval",
+            "0 would fsync continuously (expected at least 1ms; use durability: sync to fsync every commit)",
+        );
+    }
+    Store {
+        engine: raw.engine.unwrap_or(d.engine),
+        durability: raw.durability.unwrap_or(d.durability),
+        fsync_interval,
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use crate::error::StoreError;
-use crate::kv::{Kv, KvRead, Writes};
+use crate::kv::{Kv, KvRead, Visit, Writes};
 
 /// Everything in a map.
 #[derive(Debug, Default)]
@@ -19,11 +19,7 @@ impl KvRead for BTreeMap<Vec<u8>, Vec<u8>> {
         Ok(BTreeMap::get(self, key).cloned())
     }
 
-    fn scan(
-        &self,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    fn scan(&self, prefix: &[u8], f: &mut Visit<'_>) -> Result<(), StoreError> {
         let range = self.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded));
         for (k, v) in range.take_while(|(k, _)| k.starts_with(prefix)) {
             f(k, v)?;
@@ -60,11 +56,7 @@ impl<T: KvRead> KvRead for &T {
         (**self).get(key)
     }
 
-    fn scan(
-        &self,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    fn scan(&self, prefix: &[u8], f: &mut Visit<'_>) -> Result<(), StoreError> {
         (**self).scan(prefix, f)
     }
 }

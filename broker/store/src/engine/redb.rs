@@ -12,7 +12,7 @@ use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use tracing::info;
 
 use crate::error::StoreError;
-use crate::kv::{Kv, KvRead, Writes};
+use crate::kv::{Kv, KvRead, Visit, Writes};
 
 const TABLE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("skerry");
 
@@ -36,7 +36,7 @@ impl Redb {
             .create(&path)
             .map_err(|e| open_err(e.into()))?;
         let mut this = Self { db, dir: dir.to_owned() };
-        this.init().map_err(|e| open_err(e))?;
+        this.init().map_err(open_err)?;
         this.compact_if_sparse(&path)?;
         Ok(this)
     }
@@ -54,10 +54,10 @@ impl Redb {
     /// queued messages the file stays at its peak size until compacted.
     fn compact_if_sparse(&mut self, path: &Path) -> Result<(), StoreError> {
         let file = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let stats = self.db.begin_write().and_then(|tx| {
+        let stats = self.db.begin_write().map(|tx| {
             let s = tx.stats();
             let _ = tx.abort();
-            Ok(s)
+            s
         });
         let free = match stats {
             Ok(Ok(s)) => s.fragmented_bytes() + file.saturating_sub(s.allocated_pages() * s.page_size() as u64),
@@ -114,11 +114,7 @@ impl KvRead for RedbReader<'_> {
         Ok(v.map(|v| v.value().to_vec()))
     }
 
-    fn scan(
-        &self,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    fn scan(&self, prefix: &[u8], f: &mut Visit<'_>) -> Result<(), StoreError> {
         let range = self.table.range::<&[u8]>(prefix..).map_err(|e| self.owner.err("read", e))?;
         for item in range {
             let (k, v) = item.map_err(|e| self.owner.err("read", e))?;

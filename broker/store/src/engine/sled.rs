@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::StoreError;
-use crate::kv::{Kv, KvRead, Writes};
+use crate::kv::{Kv, KvRead, Visit, Writes};
 
 /// A sled database in `<data_dir>/sled`.
 pub(crate) struct Sled {
@@ -43,11 +43,7 @@ impl KvRead for SledReader<'_> {
         Ok(v.map(|v| v.to_vec()))
     }
 
-    fn scan(
-        &self,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    fn scan(&self, prefix: &[u8], f: &mut Visit<'_>) -> Result<(), StoreError> {
         for item in self.0.db.scan_prefix(prefix) {
             let (k, v) = item.map_err(|e| self.0.err("read", e))?;
             f(&k, &v)?;

@@ -99,3 +99,18 @@ podAntiAffinity:
             app.kubernetes.io/component: {{ $component }}
 {{- end }}
 {{- end }}
+
+{{/* Pass-through blocks may not set what the chart itself derives. */}}
+{{- define "skerry.reservedKeys" -}}
+{{- range $block := list
+  (list "broker.settings" .Values.broker.settings (list "nodes" "users_file" "allow_anonymous" "acl"))
+  (list "broker.listener" .Values.broker.listener (list "name" "bind" "transport" "tls" "proxy_protocol"))
+  (list "lb.settings" .Values.lb.settings (list "listeners" "pools"))
+  (list "lb.pool" .Values.lb.pool (list "name" "members" "proxy_protocol")) }}
+{{- range $key := index $block 2 }}
+{{- if hasKey (index $block 1 | default dict) $key }}
+{{- fail (printf "%s.%s is set by the chart itself; see values.yaml" (index $block 0) $key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
