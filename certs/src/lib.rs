@@ -45,3 +45,4 @@ pub use store::{CA_CERT as CA_CERT_FILE, CA_KEY as CA_KEY_FILE, CRL as CRL_FILE,
 
 #[cfg(test)]
 mod tests;
+pub mod tls;

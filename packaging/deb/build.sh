@@ -7,6 +7,7 @@
 #   bash packaging/deb/build.sh                        # builds the binary too
 #   SKERRY_BIN=target/.../skerry bash packaging/deb/build.sh
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/../scripts/lib.sh
 . "$(dirname "$0")/../scripts/lib.sh"
 cd "$SKERRY_ROOT"
 
@@ -24,7 +25,7 @@ install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/etc/skerry" \
 install_binary "$bin" "$root/usr/bin/skerry"
 install -m 0644 packaging/skerry.yaml "$root/etc/skerry/skerry.yaml"
 install -m 0644 packaging/systemd/skerry.service "$root/usr/lib/systemd/system/skerry.service"
-install -m 0644 packaging/README-packaging.md "$root/usr/share/doc/skerry/README-packaging.md"
+install -m 0644 README.md "$root/usr/share/doc/skerry/README.md"
 cat >"$root/usr/share/doc/skerry/copyright" <<EOF
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: skerry

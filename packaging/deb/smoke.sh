@@ -11,6 +11,7 @@
 # (1883). SKERRY_SMOKE_VIA=node goes straight to the node's listener (1884)
 # instead, for as long as `skerry run` does not start the balancer.
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/../scripts/lib.sh
 . "$(dirname "$0")/../scripts/lib.sh"
 
 deb=$(realpath "${1:?usage: smoke.sh PATH/TO/skerry.deb}")
@@ -40,7 +41,7 @@ cleanup() {
     cat "$work/notify.log" >&2 || true
   fi
   # Never leave the package behind on the CI machine.
-  if dpkg-query -W -f='${db:Status-Status}' skerry 2>/dev/null | grep -qv '^not-installed$'; then
+  if installed; then
     dpkg -P skerry >/dev/null 2>&1 || true
   fi
   rm -rf "$work"
@@ -62,8 +63,13 @@ wait_for() { # SECONDS DESCRIPTION COMMAND...
   done
 }
 owner_mode() { stat -c '%U:%G %a' "$1"; }
+installed() { # dpkg knows the package in any state but not-installed
+  local status
+  status=$(dpkg-query -W -f='${db:Status-Status}' skerry 2>/dev/null) || return 1
+  [[ -n $status && $status != not-installed ]]
+}
 
-if dpkg-query -W -f='${db:Status-Status}' skerry 2>/dev/null | grep -qv '^not-installed$'; then
+if installed; then
   step "purging a skerry package left from an earlier run"
   dpkg -P skerry
 fi
@@ -78,9 +84,9 @@ dpkg -i "$deb"
 
 step "checking what the package installed"
 version=$(dpkg-deb -f "$deb" Version)
-/usr/bin/skerry --version | grep -qx "skerry $version" || die "skerry --version is not $version"
+[[ $(/usr/bin/skerry --version) == "skerry $version" ]] || die "skerry --version is not $version"
 cmp "$conf" "$SKERRY_ROOT/packaging/skerry.yaml" || die "$conf is not packaging/skerry.yaml"
-dpkg-query -W -f='${Conffiles}\n' skerry | grep -q "^ $conf " || die "$conf is not a conffile"
+[[ $(dpkg-query -W -f='${Conffiles}' skerry) == *" $conf "* ]] || die "$conf is not a conffile"
 IFS=: read -r _ _ uid _ _ home shell < <(getent passwd skerry) || die "no skerry user"
 ((uid < 1000)) || die "skerry is not a system user (uid $uid)"
 [[ $home == /var/lib/skerry && $shell == /usr/sbin/nologin ]] || die "skerry user: home $home, shell $shell"
@@ -88,6 +94,7 @@ IFS=: read -r _ _ uid _ _ home shell < <(getent passwd skerry) || die "no skerry
 [[ $(owner_mode /etc/skerry) == "root:skerry 2750" ]] || die "/etc/skerry is $(owner_mode /etc/skerry)"
 [[ $(owner_mode /etc/skerry/users) == "root:skerry 640" ]] || die "/etc/skerry/users is $(owner_mode /etc/skerry/users)"
 unit=/usr/lib/systemd/system/skerry.service
+# shellcheck disable=SC2016 # $MAINPID is literal unit text
 for line in Type=notify 'ExecStartPre=/usr/bin/skerry config check /etc/skerry/skerry.yaml' \
   'ExecStart=/usr/bin/skerry run -c /etc/skerry/skerry.yaml' 'ExecReload=/bin/kill -HUP $MAINPID' \
   LimitNOFILE=1048576 ProtectSystem=strict ReadWritePaths=/var/lib/skerry \
@@ -183,7 +190,7 @@ dpkg -P skerry
 [[ ! -e /var/lib/skerry ]] || die "/var/lib/skerry is still there after purge"
 [[ ! -e /etc/skerry ]] || die "/etc/skerry is still there after purge: $(ls -A /etc/skerry)"
 [[ ! -e $wants && ! -e /etc/systemd/system/skerry.service ]] || die "systemd enablement left after purge"
-if dpkg-query -W -f='${db:Status-Status}' skerry 2>/dev/null | grep -qv '^not-installed$'; then
+if installed; then
   die "dpkg still knows skerry after purge"
 fi
 step "deb smoke test passed"

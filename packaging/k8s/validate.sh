@@ -12,6 +12,7 @@
 # Helm's Go SDK (v4) as a shared library, so rendering is Helm's own. Both
 # Python packages go into a virtualenv under the target directory.
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/../scripts/lib.sh
 . "$(dirname "$0")/../scripts/lib.sh"
 cd "$SKERRY_ROOT"
 

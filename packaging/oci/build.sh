@@ -6,6 +6,7 @@
 #   bash packaging/oci/build.sh                     # skerry:<version> and skerry:latest
 #   SKERRY_BIN=target/.../skerry SKERRY_IMAGE=skerry:dev bash packaging/oci/build.sh
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/../scripts/lib.sh
 . "$(dirname "$0")/../scripts/lib.sh"
 cd "$SKERRY_ROOT"
 

@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
 # Smoke-tests the Skerry image with Docker, from the host:
-# 1. the image's default command (packaging/oci/skerry.yaml) on a fresh
-#    named volume: runs as uid 10001, the HEALTHCHECK turns healthy,
-#    /ready and /metrics answer on the published admin port, a
-#    mosquitto_sub/mosquitto_pub round trip passes through the published
-#    balancer port (1883), and `docker stop` ends it with exit code 0 well
-#    within the grace period;
-# 2. the embedded default (`skerry run`, no -c): healthy, and its state
-#    lands in /data/skerry-data, writable by the non-root user.
+# 1. the image's default command (its own packaging/oci/skerry.yaml) on a
+#    fresh named volume: runs as uid 10001, its HEALTHCHECK turns healthy,
+#    /health, /ready and /metrics answer on the published admin port, the
+#    bundled CA appears in /data/ca, an anonymous mosquitto_sub/mosquitto_pub
+#    round trip passes through the published balancer port (1883), and
+#    `docker stop` ends it with exit code 0 well within the grace period;
+# 2. a mounted configuration and users file (the user added by the image's
+#    own `skerry passwd`): anonymous clients are refused, the user's round
+#    trip passes, and it stops the same way;
+# 3. the embedded default (`skerry run`, no -c): healthy, its state in
+#    /data/skerry-data, written by the non-root user.
 #
 #   bash packaging/oci/smoke.sh [IMAGE]       # default skerry:<workspace version>
 #
-# SKERRY_SMOKE_VIA=node mounts a node-only configuration whose broker node
-# listens on the container's port 1883 itself, for as long as `skerry run`
-# does not start the balancer; the default (lb) goes through the balancer.
+# SKERRY_SMOKE_VIA=node is for as long as `skerry run` does not start the
+# balancer: step 1 skips its round trip, and step 2 mounts a file whose
+# broker node itself listens on the container's port 1883. The default
+# (lb) goes through the balancer in both.
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/../scripts/lib.sh
 . "$(dirname "$0")/../scripts/lib.sh"
 
 image=${1:-skerry:$(skerry_version)}
 via=${SKERRY_SMOKE_VIA:-lb}
+[[ $via == lb || $via == node ]] || die "SKERRY_SMOKE_VIA must be lb or node"
 grace_s=30 # lb.grace_period's default; docker stop waits longer before SIGKILL
 for cmd in docker mosquitto_pub mosquitto_sub python3; do
   command -v "$cmd" >/dev/null || die "$cmd is missing"
@@ -27,9 +33,10 @@ docker image inspect "$image" >/dev/null || die "no image $image (run packaging/
 
 tag="skerry-smoke-$$"
 work=$(mktemp -d)
-containers=() volumes=()
+chmod 0755 "$work" # bind-mounted into containers that run as uid 10001
+containers=() volumes=() mounts=()
 cleanup() {
-  local rc=$? c
+  local rc=$? c v
   for c in "${containers[@]}"; do
     if ((rc != 0)); then
       echo "--- docker logs $c (last 30 lines):" >&2
@@ -60,7 +67,7 @@ start() {
   c=$name
 }
 host_port() { docker port "$1" "$2/tcp" | head -n 1 | sed 's/.*://'; }
-wait_healthy() {
+wait_healthy() { # CONTAINER STARTED_AT
   local c=$1 deadline=$((SECONDS + 30)) status
   while :; do
     status=$(docker inspect -f '{{.State.Status}} {{.State.Health.Status}}' "$c")
@@ -69,9 +76,20 @@ wait_healthy() {
     ((SECONDS < deadline)) || die "$c not healthy after 30s ($status)"
     sleep 0.5
   done
-  echo "$c: healthy after $((SECONDS - ${2:-0}))s"
+  echo "$c: healthy after $((SECONDS - $2))s"
 }
 data_listing() { docker cp "$1:/data" - | tar -tv --numeric-owner; }
+check_admin() {
+  python3 - "$(host_port "$1" 8888)" <<'EOF' || die "admin endpoint checks failed"
+import sys, urllib.request
+base = "http://127.0.0.1:" + sys.argv[1]
+for path, want in (("/health", b"ok"), ("/ready", b"ready"), ("/metrics", b"# ")):
+    with urllib.request.urlopen(base + path, timeout=5) as r:
+        body = r.read()
+        assert r.status == 200 and want in body, (path, r.status, body[:200])
+print("admin: /health, /ready and /metrics answer 200 on the published port")
+EOF
+}
 stop_within_grace() {
   local c=$1 t0 ms code
   t0=$(date +%s%N)
@@ -81,19 +99,48 @@ stop_within_grace() {
   echo "$c: docker stop took ${ms} ms, exit code $code"
   ((code == 0)) || die "$c exited with $code (137 means SIGKILL after the timeout)"
   ((ms < grace_s * 1000)) || die "$c took ${ms} ms to stop, beyond the ${grace_s}s grace period"
-  docker logs "$c" 2>&1 | grep -q "skerry stopped" || die "$c did not log 'skerry stopped'"
+  docker logs "$c" >"$work/$c.log" 2>&1
+  grep -q "skerry stopped" "$work/$c.log" || die "$c did not log 'skerry stopped'"
 }
 
-mounts=()
-case $via in
-  lb) ;;
-  node)
-    # Interim: the node listens on the published port itself.
-    cat >"$work/node.yaml" <<'EOF'
+step "image $image: $(docker image inspect -f '{{.Size}} bytes, user {{.Config.User}}, volumes {{json .Config.Volumes}}' "$image")"
+[[ $(docker image inspect -f '{{.Config.User}}' "$image") == 10001:10001 ]] || die "image does not run as 10001"
+
+step "1. docker run $image (its default command and configuration)"
+t_start=$SECONDS
+start main
+wait_healthy "$c" "$t_start"
+uid=$(docker top "$c" -o pid,uid | awk 'NR == 2 {print $2}')
+[[ $uid == 10001 ]] || die "skerry runs as uid $uid, not 10001"
+echo "$c: skerry runs as uid $uid"
+check_admin "$c"
+data_listing "$c" >"$work/main.ls" # not into grep -q: pipefail and SIGPIPE
+grep -Eq ' 10001/10001 .* data/ca/ca\.crt$' "$work/main.ls" ||
+  die "the bundled CA was not created in /data/ca by uid 10001: $(cat "$work/main.ls")"
+echo "$c: bundled CA created in /data/ca by uid 10001"
+if [[ $via == lb ]]; then
+  bash "$SKERRY_ROOT/packaging/scripts/pubsub.sh" 127.0.0.1 "$(host_port "$c" 1883)" smoke/oci/hello
+else
+  echo "SKERRY_SMOKE_VIA=node: no round trip through the balancer here (see step 2)"
+fi
+stop_within_grace "$c"
+
+step "2. a mounted configuration and users file (via $via)"
+install -d -m 0777 "$work/etc"
+printf '%s\n' smoke-secret |
+  docker run --rm -i -v "$work/etc:/out" "$image" passwd --password-stdin /out/users smoke
+chmod 0644 "$work/etc/users"
+if [[ $via == lb ]]; then
+  # The image's own file, closed to anonymous clients.
+  sed -e 's|^  allow_anonymous: true$|  allow_anonymous: false\n  users_file: /etc/skerry/users|' \
+    "$SKERRY_ROOT/packaging/oci/skerry.yaml" >"$work/etc/skerry.yaml"
+else
+  cat >"$work/etc/skerry.yaml" <<'EOF'
 admin:
   bind: 0.0.0.0:8888
 broker:
-  allow_anonymous: true
+  allow_anonymous: false
+  users_file: /etc/skerry/users
   nodes:
     - name: node1
       data_dir: /data/node1
@@ -101,41 +148,22 @@ broker:
         - name: mqtt
           bind: 0.0.0.0:1883
 EOF
-    chmod 0644 "$work/node.yaml"
-    chmod 0755 "$work"
-    mounts=(-v "$work/node.yaml:/etc/skerry/skerry.yaml:ro")
-    ;;
-  *) die "SKERRY_SMOKE_VIA must be lb or node" ;;
-esac
-
-step "image $image: $(docker image inspect -f '{{.Size}} bytes, user {{.Config.User}}, volumes {{json .Config.Volumes}}' "$image")"
-[[ $(docker image inspect -f '{{.Config.User}}' "$image") == 10001:10001 ]] || die "image does not run as 10001"
-
-step "docker run $image (its default command, via $via)"
-t_start=$SECONDS
-start main
-wait_healthy "$c" "$t_start"
-uid=$(docker top "$c" -o pid,uid | awk 'NR == 2 {print $2}')
-[[ $uid == 10001 ]] || die "skerry runs as uid $uid, not 10001"
-echo "$c: skerry runs as uid $uid"
-admin=$(host_port "$c" 8888)
-python3 - "$admin" <<'EOF' || die "admin endpoint checks failed"
-import sys, urllib.request
-base = "http://127.0.0.1:" + sys.argv[1]
-for path, want in (("/health", b"ok"), ("/ready", b"ready"), ("/metrics", b"# ")):
-    with urllib.request.urlopen(base + path, timeout=5) as r:
-        body = r.read()
-        assert r.status == 200 and want in body, (path, r.status, body[:200])
-print("admin: /health, /ready and /metrics answer 200 on the published port")
-EOF
-bash "$SKERRY_ROOT/packaging/scripts/pubsub.sh" 127.0.0.1 "$(host_port "$c" 1883)" smoke/oci/hello
-if [[ $via == lb ]]; then
-  data_listing "$c" | grep -Eq ' 10001/10001 .* data/ca/ca\.crt$' ||
-    die "the bundled CA was not created in /data/ca by uid 10001"
 fi
+grep -q '^  users_file: /etc/skerry/users$' "$work/etc/skerry.yaml" || die "could not write the mounted configuration"
+chmod 0644 "$work/etc/skerry.yaml"
+mounts=(-v "$work/etc/skerry.yaml:/etc/skerry/skerry.yaml:ro" -v "$work/etc/users:/etc/skerry/users:ro")
+t_start=$SECONDS
+start mounted
+wait_healthy "$c" "$t_start"
+port=$(host_port "$c" 1883)
+if mosquitto_pub -h 127.0.0.1 -p "$port" -i smoke-anon -q 1 -t smoke/x -m x 2>"$work/anon.err"; then
+  die "an anonymous client was admitted (allow_anonymous: false)"
+fi
+echo "anonymous client refused: $(head -n 1 "$work/anon.err")"
+bash "$SKERRY_ROOT/packaging/scripts/pubsub.sh" 127.0.0.1 "$port" smoke/oci/auth smoke smoke-secret
 stop_within_grace "$c"
 
-step "docker run $image run (the embedded default, state in /data/skerry-data)"
+step "3. docker run $image run (the embedded default, state in /data/skerry-data)"
 mounts=()
 t_start=$SECONDS
 start embedded run

@@ -12,6 +12,7 @@
 # The target is named explicitly so that RUSTFLAGS reach only the binary's
 # crates, not build scripts and proc macros (which cannot be static).
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
 . "$(dirname "$0")/lib.sh"
 cd "$SKERRY_ROOT"
 
@@ -26,9 +27,10 @@ RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
 bin="$(skerry_target_dir)/$target/release/skerry"
 
 # A dynamic binary would still run here but not in the scratch image.
-if readelf -d "$bin" | grep -q '(NEEDED)'; then
+dynamic=$(readelf -d "$bin")
+if [[ $dynamic == *'(NEEDED)'* ]]; then
   echo "build-binary: $bin is not statically linked:" >&2
-  readelf -d "$bin" | grep '(NEEDED)' >&2
+  grep '(NEEDED)' <<<"$dynamic" >&2
   exit 1
 fi
 echo "$bin"

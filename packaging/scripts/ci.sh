@@ -9,6 +9,7 @@
 #   bash packaging/scripts/ci.sh
 #   SKERRY_SMOKE_VIA=node bash packaging/scripts/ci.sh   # see deb/smoke.sh, oci/smoke.sh
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
 . "$(dirname "$0")/lib.sh"
 cd "$SKERRY_ROOT"
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the packaging scripts; source it, don't run it.
 #   . "$(dirname "$0")/../scripts/lib.sh"
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use skerry_codec::{Ack, Packet, QoS};
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, Interval};
 
 use super::net::{ping_interval, Client};
 use super::payload::{now_ns, PublishTemplate, Stamp};
@@ -59,7 +59,8 @@ pub(crate) async fn run(mut client: Client, spec: PublisherSpec, ctx: PublisherC
         counters: Arc::clone(&counters),
         marked: false,
     };
-    let Some(window) = started(&mut phase, &counters).await else {
+    let mut ping = ping_interval(keep_alive);
+    let Some(window) = started(&mut client, &mut phase, &mut ping, &counters).await? else {
         client.close().await;
         return Ok(());
     };
@@ -70,7 +71,6 @@ pub(crate) async fn run(mut client: Client, spec: PublisherSpec, ctx: PublisherC
         .server_receive_maximum
         .map_or(spec.inflight, |m| m.get().min(spec.inflight));
     let mut state = Publisher::new(spec, limit, window, counters, ack_latency);
-    let mut ping = ping_interval(keep_alive);
     loop {
         let can_send = state.sending && state.inflight.as_ref().is_none_or(InFlight::has_room);
         tokio::select! {
@@ -99,13 +99,27 @@ pub(crate) async fn run(mut client: Client, spec: PublisherSpec, ctx: PublisherC
     Ok(())
 }
 
-/// Waits for the run to start; its window, or `None` if it stopped instead.
-async fn started(phase: &mut watch::Receiver<Phase>, counters: &Counters) -> Option<Window> {
-    let running = matches!(
-        phase.wait_for(|p| *p != Phase::Connecting).await.as_deref(),
-        Ok(Phase::Running)
-    );
-    running.then(|| counters.window.get().copied()).flatten()
+/// Waits for the run to start, pinging meanwhile (connecting thousands of
+/// clients can outlast a keep alive); the window, or `None` if the run
+/// stopped instead.
+async fn started(
+    client: &mut Client,
+    phase: &mut watch::Receiver<Phase>,
+    ping: &mut Interval,
+    counters: &Counters,
+) -> anyhow::Result<Option<Window>> {
+    loop {
+        tokio::select! {
+            now = phase.wait_for(|p| *p != Phase::Connecting) => {
+                let running = matches!(now.as_deref(), Ok(Phase::Running));
+                return Ok(running.then(|| counters.window.get().copied()).flatten());
+            }
+            _ = ping.tick() => {
+                client.queue(&Packet::PingReq)?;
+                client.flush().await?;
+            }
+        }
+    }
 }
 
 /// Counts the publisher as done sending exactly once, also when it fails.

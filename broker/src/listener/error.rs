@@ -4,7 +4,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 /// Why a listener could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -33,60 +32,7 @@ pub enum ListenerError {
         /// Name of the listener.
         listener: String,
         /// What is wrong, with the file at fault.
-        source: Box<TlsError>,
-    },
-}
-
-/// A problem with one of the TLS files of a listener.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// The file could not be read.
-    #[error("cannot read {what} {}: {source}", path.display())]
-    Read {
-        /// Which file this is: certificate chain, private key, client CA, CRL.
-        what: &'static str,
-        /// The file named in the configuration.
-        path: PathBuf,
-        /// The underlying I/O error.
-        source: io::Error,
-    },
-    /// The file is not valid PEM, or holds nothing of the expected kind.
-    #[error("{what} {} is not usable PEM: {source}", path.display())]
-    Pem {
-        /// Which file this is.
-        what: &'static str,
-        /// The file named in the configuration.
-        path: PathBuf,
-        /// What the PEM parser found wrong.
-        source: rustls_pki_types::pem::Error,
-    },
-    /// A certificate of the client CA bundle was rejected as a trust anchor.
-    #[error("client CA {}: {source}", path.display())]
-    ClientCa {
-        /// The CA bundle.
-        path: PathBuf,
-        /// Why the certificate was rejected.
-        source: rustls::Error,
-    },
-    /// The client verifier could not be built (for example a CRL that does
-    /// not parse).
-    #[error("client verification with CA {}: {source}", path.display())]
-    Verifier {
-        /// The CA bundle the verifier was built from.
-        path: PathBuf,
-        /// Why it failed.
-        source: rustls::server::VerifierBuilderError,
-    },
-    /// The certificate chain and key do not make a server configuration (for
-    /// example a key that does not match the certificate).
-    #[error("certificate {} with key {}: {source}", cert.display(), key.display())]
-    Config {
-        /// The certificate chain.
-        cert: PathBuf,
-        /// The private key.
-        key: PathBuf,
-        /// Why rustls refused them.
-        source: rustls::Error,
+        source: Box<skerry_certs::tls::TlsError>,
     },
 }
 

@@ -16,7 +16,7 @@ use tracing::debug;
 use super::error::{HandshakeError, ListenerError};
 use super::stats::ListenerStats;
 use super::stream::{BoxedStream, Prefixed};
-use super::{proxy, tls, ws, Accepted};
+use super::{proxy, ws, Accepted};
 
 /// A listener's settings for the per-connection work, shared by its tasks.
 pub(super) struct Handshake {
@@ -42,7 +42,7 @@ impl Handshake {
     /// Checks and loads everything the handshake needs from `cfg`.
     pub(super) fn new(cfg: &skerry_config::Listener) -> Result<Self, ListenerError> {
         let tls = match (&cfg.tls, cfg.transport.is_tls()) {
-            (Some(files), true) => Some(TlsAcceptor::from(tls::server_config(files).map_err(|source| {
+            (Some(files), true) => Some(TlsAcceptor::from(skerry_certs::tls::server_config(files).map_err(|source| {
                 ListenerError::Tls {
                     listener: cfg.name.clone(),
                     source: Box::new(source),
@@ -143,7 +143,7 @@ impl Handshake {
         let mut tls_cn = None;
         if let Some(acceptor) = &self.tls {
             let tls = acceptor.accept(stream).await.map_err(HandshakeError::Tls)?;
-            tls_cn = tls::client_common_name(tls.get_ref().1);
+            tls_cn = skerry_certs::tls::client_common_name(tls.get_ref().1);
             stream = Box::new(tls);
         }
         if matches!(self.transport, Transport::Ws | Transport::Wss) {

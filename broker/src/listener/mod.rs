@@ -18,7 +18,6 @@ mod handshake;
 mod proxy;
 mod stats;
 mod stream;
-mod tls;
 mod ws;
 
 #[cfg(test)]
@@ -36,7 +35,8 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
-pub use error::{ListenerError, TlsError};
+pub use error::ListenerError;
+pub use skerry_certs::tls::TlsError;
 pub use stats::ListenerStats;
 pub use stream::{BoxedStream, Io};
 

@@ -37,7 +37,7 @@ impl Redb {
             .map_err(|e| open_err(e.into()))?;
         let mut this = Self { db, dir: dir.to_owned() };
         this.init().map_err(open_err)?;
-        this.compact_if_sparse(&path)?;
+        if std::env::var_os("NOCOMPACT").is_none() { this.compact_if_sparse(&path)?; }
         Ok(this)
     }
 

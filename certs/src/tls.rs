@@ -1,10 +1,12 @@
-//! TLS for `tls` and `wss` listeners: the rustls server configuration built
-//! once at bind time from the PEM files named in the configuration, and the
-//! client certificate's common name read after each handshake.
+//! TLS for every listener that terminates it (broker `tls`/`wss` listeners
+//! and the balancer's): the rustls server configuration built once at bind
+//! time from the PEM files named in the configuration, and the client
+//! certificate's common name read after each handshake.
 //!
 //! The ring provider is passed explicitly, so no process-wide default
 //! provider has to be installed first.
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,10 +16,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use skerry_config::TlsFiles;
 
-use super::error::TlsError;
 
 /// Builds the server configuration; every problem names its file.
-pub(super) fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = read_certs("certificate chain", &files.cert)?;
     let key = PrivateKeyDer::from_pem_slice(&read("private key", &files.key)?).map_err(|source| TlsError::Pem {
@@ -117,13 +118,66 @@ fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, 
 
 /// The common name of the certificate the client presented, if any. The
 /// verifier has already checked it: rustls fails the handshake otherwise.
-pub(super) fn client_common_name(conn: &ServerConnection) -> Option<String> {
+pub fn client_common_name(conn: &ServerConnection) -> Option<String> {
     conn.peer_certificates()?.first().and_then(|leaf| common_name(leaf))
 }
 
 /// The first CN of a DER certificate's subject.
-pub(super) fn common_name(der: &[u8]) -> Option<String> {
+pub fn common_name(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
     (!cn.is_empty()).then(|| cn.to_owned())
+}
+
+/// A problem with one of the TLS files of a listener.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The file could not be read.
+    #[error("cannot read {what} {}: {source}", path.display())]
+    Read {
+        /// Which file this is: certificate chain, private key, client CA, CRL.
+        what: &'static str,
+        /// The file named in the configuration.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: io::Error,
+    },
+    /// The file is not valid PEM, or holds nothing of the expected kind.
+    #[error("{what} {} is not usable PEM: {source}", path.display())]
+    Pem {
+        /// Which file this is.
+        what: &'static str,
+        /// The file named in the configuration.
+        path: PathBuf,
+        /// What the PEM parser found wrong.
+        source: rustls_pki_types::pem::Error,
+    },
+    /// A certificate of the client CA bundle was rejected as a trust anchor.
+    #[error("client CA {}: {source}", path.display())]
+    ClientCa {
+        /// The CA bundle.
+        path: PathBuf,
+        /// Why the certificate was rejected.
+        source: rustls::Error,
+    },
+    /// The client verifier could not be built (for example a CRL that does
+    /// not parse).
+    #[error("client verification with CA {}: {source}", path.display())]
+    Verifier {
+        /// The CA bundle the verifier was built from.
+        path: PathBuf,
+        /// Why it failed.
+        source: rustls::server::VerifierBuilderError,
+    },
+    /// The certificate chain and key do not make a server configuration (for
+    /// example a key that does not match the certificate).
+    #[error("certificate {} with key {}: {source}", cert.display(), key.display())]
+    Config {
+        /// The certificate chain.
+        cert: PathBuf,
+        /// The private key.
+        key: PathBuf,
+        /// Why rustls refused them.
+        source: rustls::Error,
+    },
 }
