@@ -26,7 +26,11 @@ impl SkerryProcess {
     /// Starts `skerry run -c config` and waits until `addr` accepts connections.
     pub async fn start(config: &Path, addr: SocketAddr) -> SkerryProcess {
         let log = config.with_extension("log");
-        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
         let child = Command::new(skerry_bin())
             .arg("run")
             .arg("-c")
@@ -41,7 +45,10 @@ impl SkerryProcess {
             if let Some(status) = p.child.try_wait().expect("try_wait") {
                 panic!("skerry run exited with {status}; log:\n{}", read_log(&log));
             }
-            assert!(Instant::now() < deadline, "skerry run did not listen on {addr} within 60s");
+            assert!(
+                Instant::now() < deadline,
+                "skerry run did not listen on {addr} within 60s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         p
@@ -63,7 +70,10 @@ impl SkerryProcess {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "skerry run did not exit within 60s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "skerry run did not exit within 60s of SIGTERM"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

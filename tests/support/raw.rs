@@ -1,22 +1,39 @@
-//! A raw MQTT client on the codec: sends exactly the packets a test asks
-//! for, including malformed ones, and reads what the broker answers.
+//! A raw MQTT client on plain TCP: sends exactly the packets a test asks
+//! for, including malformed ones, and reads what the broker answers. It is
+//! a [`StreamClient`] over a `TcpStream` whose writes panic on failure
+//! (a test that wants to see a refused write uses `StreamClient` itself).
 
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use skerry_codec::{decode_packet, encode, ConnAck, Connect, Packet, ProtocolVersion};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use skerry_codec::{encode, ConnAck, Connect, Packet, ProtocolVersion};
 use tokio::net::TcpStream;
+
+use crate::stream::StreamClient;
 
 /// How long a test waits for a packet it expects.
 pub const WAIT: Duration = Duration::from_secs(5);
 
 /// One raw connection.
 pub struct RawClient {
-    stream: TcpStream,
-    buf: BytesMut,
+    inner: StreamClient<TcpStream>,
     version: ProtocolVersion,
+}
+
+impl Deref for RawClient {
+    type Target = StreamClient<TcpStream>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl DerefMut for RawClient {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
 }
 
 impl RawClient {
@@ -24,7 +41,7 @@ impl RawClient {
     pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> RawClient {
         let stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        RawClient { stream, buf: BytesMut::new(), version }
+        RawClient { inner: StreamClient::new(stream, version), version }
     }
 
     /// Connects with `connect` and returns the CONNACK.
@@ -37,7 +54,7 @@ impl RawClient {
         }
     }
 
-    /// A clean v5 (or other version) connection as `client_id`, expecting success.
+    /// A clean connection as `client_id`, expecting success.
     pub async fn connected(addr: SocketAddr, version: ProtocolVersion, client_id: &str) -> RawClient {
         let (c, ack) = Self::connect(addr, Connect::new(version, client_id)).await;
         assert!(!ack.reason.is_error(), "CONNACK {:?}", ack.reason);
@@ -53,28 +70,7 @@ impl RawClient {
 
     /// Sends raw bytes.
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.expect("write");
-    }
-
-    /// The next packet within [`WAIT`]; `None` when the broker closed the connection.
-    pub async fn recv(&mut self) -> Option<Packet> {
-        self.recv_within(WAIT).await.expect("a packet or a close within the wait")
-    }
-
-    /// The next packet within `wait`: `Err(())` on timeout, `Ok(None)` on close.
-    #[allow(clippy::result_unit_err)]
-    pub async fn recv_within(&mut self, wait: Duration) -> Result<Option<Packet>, ()> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            if let Some(p) = decode_packet(&mut self.buf, self.version, u32::MAX).expect("broker sent a valid packet") {
-                return Ok(Some(p));
-            }
-            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
-                Err(_) => return Err(()),
-                Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
-                Ok(Ok(_)) => {}
-            }
-        }
+        self.inner.send_bytes(bytes).await.expect("write");
     }
 
     /// Asserts nothing arrives within `wait`.

@@ -42,6 +42,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamClient<S> {
         self.stream.flush().await
     }
 
+    /// Sends raw bytes, as they are.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
     /// Sends `connect` and returns the CONNACK; `None` when the broker
     /// closed the stream (or broke it) instead of answering.
     pub async fn connect(&mut self, connect: Connect) -> Option<ConnAck> {
