@@ -50,59 +50,97 @@ struct Acked {
     q2: HashSet<u32>,
 }
 
-async fn write(w: &mut tokio::net::tcp::OwnedWriteHalf, p: &Packet) -> std::io::Result<()> {
-    let mut out = BytesMut::new();
-    encode(p, ProtocolVersion::V5, &mut out).expect("encode");
-    w.write_all(&out).await
+/// A publisher on a split socket: it keeps writing while acknowledgements
+/// come back.
+struct Publisher {
+    rd: tokio::net::tcp::OwnedReadHalf,
+    wr: tokio::net::tcp::OwnedWriteHalf,
+    buf: BytesMut,
+    /// Packet id -> payload index.
+    sent: HashMap<u16, u32>,
+    next: u32,
+    outstanding: usize,
 }
 
-/// Publishes N QoS 1 messages on `crash/q1` and N QoS 2 on `crash/q2`
-/// (payload: the index), `WINDOW` at a time; kills the node after
-/// `KILL_AFTER` acknowledgements and returns every acknowledgement read.
-async fn publish_until_killed(addr: SocketAddr, node: &mut SkerryProcess) -> Acked {
-    let (c, _) = connect(addr, v5("crash-pub")).await;
-    drop(c);
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut rd, mut wr) = stream.into_split();
-    write(&mut wr, &Packet::Connect(v5("crash-pub"))).await.expect("CONNECT");
-    let mut buf = BytesMut::new();
-    let mut sent: HashMap<u16, (QoS, u32)> = HashMap::new();
-    let (mut acked, mut next, mut outstanding, mut killed) = (Acked::default(), 0u32, 0usize, false);
-    loop {
-        while !killed && outstanding < WINDOW && next < 2 * N {
-            let (qos, topic) = if next % 2 == 0 { (QoS::AtLeastOnce, "crash/q1") } else { (QoS::ExactlyOnce, "crash/q2") };
-            let index = next / 2;
-            let id = u16::try_from(next + 1).expect("ids fit");
-            let mut p = Publish::new(topic, index.to_string());
-            p.qos = qos;
-            p.packet_id = Some(pid(id));
-            sent.insert(id, (qos, index));
-            write(&mut wr, &Packet::Publish(p)).await.expect("PUBLISH");
-            next += 1;
-            outstanding += 1;
-        }
-        let packet = loop {
-            if let Some(p) = decode_packet(&mut buf, ProtocolVersion::V5, u32::MAX).expect("valid packet") {
-                break Some(p);
+impl Publisher {
+    async fn connect(addr: SocketAddr) -> Publisher {
+        let (rd, wr) = TcpStream::connect(addr).await.expect("connect").into_split();
+        let mut p = Publisher {
+            rd,
+            wr,
+            buf: BytesMut::new(),
+            sent: HashMap::new(),
+            next: 0,
+            outstanding: 0,
+        };
+        p.write(&Packet::Connect(v5("crash-pub"))).await.expect("CONNECT");
+        assert!(matches!(p.read().await, Some(Packet::ConnAck(_))), "CONNACK");
+        p
+    }
+
+    async fn write(&mut self, p: &Packet) -> std::io::Result<()> {
+        let mut out = BytesMut::new();
+        encode(p, ProtocolVersion::V5, &mut out).expect("encode");
+        self.wr.write_all(&out).await
+    }
+
+    /// The next packet; `None` once the node is gone.
+    async fn read(&mut self) -> Option<Packet> {
+        loop {
+            if let Some(p) = decode_packet(&mut self.buf, ProtocolVersion::V5, u32::MAX).expect("valid packet") {
+                return Some(p);
             }
-            match tokio::time::timeout(Duration::from_secs(30), rd.read_buf(&mut buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => break None,
+            match tokio::time::timeout(Duration::from_secs(30), self.rd.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return None,
                 Ok(Ok(_)) => {}
                 Err(_) => panic!("no acknowledgement within 30s"),
             }
-        };
-        let Some(packet) = packet else { break };
+        }
+    }
+
+    /// Publishes until `WINDOW` are unacknowledged: even indexes QoS 1 on
+    /// `crash/q1`, odd ones QoS 2 on `crash/q2`, the payload the index.
+    async fn fill_window(&mut self) {
+        while self.outstanding < WINDOW && self.next < 2 * N {
+            let (qos, topic) = if self.next % 2 == 0 {
+                (QoS::AtLeastOnce, "crash/q1")
+            } else {
+                (QoS::ExactlyOnce, "crash/q2")
+            };
+            let id = u16::try_from(self.next + 1).expect("ids fit");
+            let mut p = Publish::new(topic, (self.next / 2).to_string());
+            p.qos = qos;
+            p.packet_id = Some(pid(id));
+            self.sent.insert(id, self.next / 2);
+            self.write(&Packet::Publish(p)).await.expect("PUBLISH");
+            self.next += 1;
+            self.outstanding += 1;
+        }
+    }
+}
+
+/// Publishes N QoS 1 and N QoS 2 messages, `WINDOW` at a time; kills the
+/// node after `KILL_AFTER` acknowledgements and returns every
+/// acknowledgement read (including those already on their way).
+async fn publish_until_killed(addr: SocketAddr, node: &mut SkerryProcess) -> Acked {
+    let mut p = Publisher::connect(addr).await;
+    let (mut acked, mut killed) = (Acked::default(), false);
+    loop {
+        if !killed {
+            p.fill_window().await;
+        }
+        let Some(packet) = p.read().await else { break };
         match packet {
-            Packet::ConnAck(_) | Packet::PubComp(_) => {}
+            Packet::PubComp(_) => {}
             Packet::PubAck(a) => {
-                acked.q1.insert(sent[&a.packet_id.get()].1);
-                outstanding -= 1;
+                acked.q1.insert(p.sent[&a.packet_id.get()]);
+                p.outstanding -= 1;
             }
             Packet::PubRec(a) => {
-                acked.q2.insert(sent[&a.packet_id.get()].1);
-                outstanding -= 1;
+                acked.q2.insert(p.sent[&a.packet_id.get()]);
+                p.outstanding -= 1;
                 if !killed {
-                    write(&mut wr, &Packet::PubRel(Ack::new(a.packet_id))).await.expect("PUBREL");
+                    p.write(&Packet::PubRel(Ack::new(a.packet_id))).await.expect("PUBREL");
                 }
             }
             other => panic!("publisher got {other:?}"),
@@ -111,9 +149,10 @@ async fn publish_until_killed(addr: SocketAddr, node: &mut SkerryProcess) -> Ack
             node.kill9();
             killed = true;
         }
-        if !killed && next == 2 * N && outstanding == 0 {
-            break;
-        }
+        assert!(
+            killed || p.next < 2 * N || p.outstanding > 0,
+            "every message acknowledged before the kill"
+        );
     }
     acked
 }
@@ -129,7 +168,11 @@ async fn drain(addr: SocketAddr, connect_packet: Connect) -> Vec<u32> {
             Packet::Publish(p) => {
                 got.push(std::str::from_utf8(&p.payload).expect("utf8").parse().expect("index"));
                 let id = p.packet_id.expect("QoS 1/2");
-                let reply = if p.qos == QoS::ExactlyOnce { Packet::PubRec(Ack::new(id)) } else { Packet::PubAck(Ack::new(id)) };
+                let reply = if p.qos == QoS::ExactlyOnce {
+                    Packet::PubRec(Ack::new(id))
+                } else {
+                    Packet::PubAck(Ack::new(id))
+                };
                 c.send(&reply).await;
             }
             Packet::PubRel(a) => c.send(&Packet::PubComp(Ack::new(a.packet_id))).await,
@@ -156,15 +199,24 @@ async fn crash_and_recover(engine: &str) {
     }
     let acked = publish_until_killed(addr, &mut node).await;
     let total = acked.q1.len() + acked.q2.len();
-    assert!(total >= KILL_AFTER && total < 2 * N as usize, "{engine}: killed in the middle ({total} acked)");
+    assert!(
+        total >= KILL_AFTER && total < 2 * N as usize,
+        "{engine}: killed in the middle ({total} acked)"
+    );
     let node = SkerryProcess::start(&config, addr).await;
     let q1 = drain(addr, v5_persistent("crash-q1", 3600)).await;
     let q2 = drain(addr, v311_persistent("crash-q2")).await;
     let (got1, got2): (HashSet<u32>, HashSet<u32>) = (q1.iter().copied().collect(), q2.iter().copied().collect());
     let lost1: Vec<_> = acked.q1.difference(&got1).collect();
     let lost2: Vec<_> = acked.q2.difference(&got2).collect();
-    assert!(lost1.is_empty(), "{engine}: acknowledged QoS 1 messages lost: {lost1:?}");
-    assert!(lost2.is_empty(), "{engine}: acknowledged QoS 2 messages lost: {lost2:?}");
+    assert!(
+        lost1.is_empty(),
+        "{engine}: acknowledged QoS 1 messages lost: {lost1:?}"
+    );
+    assert!(
+        lost2.is_empty(),
+        "{engine}: acknowledged QoS 2 messages lost: {lost2:?}"
+    );
     assert_eq!(got2.len(), q2.len(), "{engine}: a QoS 2 message was delivered twice");
     eprintln!(
         "{engine}: acknowledged {} QoS 1 and {} QoS 2 before the kill; delivered after restart {} and {}",
@@ -177,7 +229,10 @@ async fn crash_and_recover(engine: &str) {
     // Delivered and acknowledged: gone for good.
     let node = SkerryProcess::start(&config, addr).await;
     let mut c = RawClient::connect(addr, v5_persistent("crash-q1", 3600)).await.0;
-    assert!(c.recv_within(Duration::from_millis(500)).await.is_err(), "{engine}: acknowledged messages came back");
+    assert!(
+        c.recv_within(Duration::from_millis(500)).await.is_err(),
+        "{engine}: acknowledged messages came back"
+    );
     drop(node);
 }
 

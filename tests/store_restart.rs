@@ -96,10 +96,19 @@ async fn queued_messages_survive_a_clean_restart_in_order() {
         assert!(connack.session_present, "session {} survived", id(s));
         for n in 0..PER_SESSION {
             let p = next_publish(&mut c).await;
-            assert_eq!(p.payload.as_ref(), n.to_string().as_bytes(), "session {} message {n}", id(s));
+            assert_eq!(
+                p.payload.as_ref(),
+                n.to_string().as_bytes(),
+                "session {} message {n}",
+                id(s)
+            );
             ack(&mut c, &p).await;
         }
-        assert!(c.recv_within(Duration::from_millis(20)).await.is_err(), "session {}: nothing more", id(s));
+        assert!(
+            c.recv_within(Duration::from_millis(20)).await.is_err(),
+            "session {}: nothing more",
+            id(s)
+        );
         disconnect(c, ReasonCode::Success).await;
     })
     .await;

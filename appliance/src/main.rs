@@ -2,6 +2,7 @@
 //! the command line and hands off; each subcommand lives in its own module.
 
 mod admin;
+mod bench;
 mod ca;
 mod config_cmd;
 mod ctl;
@@ -38,6 +39,9 @@ enum Command {
     /// Operate a running appliance over its admin API: sessions, disconnects,
     /// retained messages, balancer backends.
     Ctl(ctl::CtlArgs),
+    /// Generate MQTT load against a broker and measure throughput, loss and
+    /// latency (conn, pub, sub, fanin, fanout, shared).
+    Bench(bench::BenchArgs),
     /// Add a user to the broker's users file, change a password, or delete a user.
     Passwd(passwd::PasswdArgs),
 }
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
         Command::Ca(args) => ca::run(args),
         Command::Passwd(args) => passwd::run(args),
         Command::Ctl(args) => ctl::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,

@@ -181,7 +181,9 @@ impl Session {
         if delivery.qos == QoS::AtMostOnce || inner.expiry == 0 {
             return;
         }
-        let dropped = enqueue(&mut inner.queue, delivery, limits, stats, |d| batch.enqueue(&self.client_id, d));
+        let dropped = enqueue(&mut inner.queue, delivery, limits, stats, |d| {
+            batch.enqueue(&self.client_id, d)
+        });
         if let Some(d) = dropped {
             batch.dropped(&self.client_id, &d);
         }

@@ -148,8 +148,6 @@ for path, want in (("/ready", b"ready"), ("/metrics", b"# ")):
         assert r.status == 200 and want in body, (path, r.status, body[:200])
 print("admin: /ready and /metrics answer 200")
 EOF
-foreign=$(find /var/lib/skerry ! -user skerry)
-[[ -z $foreign ]] || die "files in /var/lib/skerry not owned by skerry: $foreign"
 
 step "MQTT through port $port (via ${SKERRY_SMOKE_VIA:-lb})"
 if mosquitto_pub -h 127.0.0.1 -p "$port" -i smoke-anon -q 1 -t devices/anon/x -m x 2>"$work/anon.err"; then
@@ -157,6 +155,10 @@ if mosquitto_pub -h 127.0.0.1 -p "$port" -i smoke-anon -q 1 -t devices/anon/x -m
 fi
 echo "anonymous client refused: $(head -n 1 "$work/anon.err")"
 bash "$SKERRY_ROOT/packaging/scripts/pubsub.sh" 127.0.0.1 "$port" devices/smoke/hello smoke smoke-secret
+
+echo "/var/lib/skerry holds: $(cd /var/lib/skerry && find . -mindepth 1 -maxdepth 2 | sort | tr '\n' ' ')"
+foreign=$(find /var/lib/skerry ! -user skerry)
+[[ -z $foreign ]] || die "files in /var/lib/skerry not owned by skerry: $foreign"
 
 step "SIGHUP (ExecReload) re-reads the file and keeps running"
 kill -HUP "$skerry_pid"

@@ -110,8 +110,7 @@ async fn started(
 ) -> anyhow::Result<Option<Window>> {
     loop {
         tokio::select! {
-            now = phase.wait_for(|p| *p != Phase::Connecting) => {
-                let running = matches!(now.as_deref(), Ok(Phase::Running));
+            running = leaves_connecting(phase) => {
                 return Ok(running.then(|| counters.window.get().copied()).flatten());
             }
             _ = ping.tick() => {
@@ -120,6 +119,12 @@ async fn started(
             }
         }
     }
+}
+
+/// Whether the run moves on from connecting to running (not stopping).
+async fn leaves_connecting(phase: &mut watch::Receiver<Phase>) -> bool {
+    let next = phase.wait_for(|p| *p != Phase::Connecting).await;
+    matches!(next.as_deref(), Ok(Phase::Running))
 }
 
 /// Counts the publisher as done sending exactly once, also when it fails.

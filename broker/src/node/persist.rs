@@ -15,8 +15,8 @@ use std::time::SystemTime;
 
 use skerry_codec::{PayloadFormat, PublishProperties, QoS, RetainHandling, SubscriptionOptions};
 use skerry_store::{
-    Commit, Durability, MsgId, Op, QueueEntry, SessionRecord, Store, StoredInflight, StoredMessage,
-    StoredProperties, StoredSubscription,
+    Commit, Durability, MsgId, Op, QueueEntry, SessionRecord, Store, StoredInflight, StoredMessage, StoredProperties,
+    StoredSubscription,
 };
 
 use super::NodeShared;
@@ -33,21 +33,36 @@ pub(crate) struct Batch<'a> {
 
 impl<'a> Batch<'a> {
     pub(crate) fn new(store: &'a dyn Store, msg: &'a Arc<Message>) -> Self {
-        Self { store, msg, id: None, ops: Vec::new() }
+        Self {
+            store,
+            msg,
+            id: None,
+            ops: Vec::new(),
+        }
     }
 
     /// Records that `d` goes into the offline queue of `client`.
     pub(crate) fn enqueue(&mut self, client: &Arc<str>, d: &mut Delivery) {
         let id = *self.id.get_or_insert_with(|| self.store.next_message_id());
         let seq = self.store.next_seq();
-        d.stored = Some(StoredRef { msg: id, seq: Some(seq) });
-        self.ops.push(Op::Enqueue { client: Arc::clone(client), seq, entry: entry(d, id) });
+        d.stored = Some(StoredRef {
+            msg: id,
+            seq: Some(seq),
+        });
+        self.ops.push(Op::Enqueue {
+            client: Arc::clone(client),
+            seq,
+            entry: entry(d, id),
+        });
     }
 
     /// Records that a full queue gave up `d`.
     pub(crate) fn dropped(&mut self, client: &Arc<str>, d: &Delivery) {
         if let Some(StoredRef { seq: Some(seq), .. }) = d.stored {
-            self.ops.push(Op::Dequeue { client: Arc::clone(client), seq });
+            self.ops.push(Op::Dequeue {
+                client: Arc::clone(client),
+                seq,
+            });
         }
     }
 
@@ -58,9 +73,13 @@ impl<'a> Batch<'a> {
             return;
         }
         self.ops.push(if self.msg.payload.is_empty() {
-            Op::ClearRetained { topic: self.msg.topic.to_string() }
+            Op::ClearRetained {
+                topic: self.msg.topic.to_string(),
+            }
         } else {
-            Op::SetRetained { message: stored_message(self.msg) }
+            Op::SetRetained {
+                message: stored_message(self.msg),
+            }
         });
     }
 
@@ -71,7 +90,13 @@ impl<'a> Batch<'a> {
             return None;
         }
         if let Some(id) = self.id {
-            self.ops.insert(0, Op::PutMessage { id, message: stored_message(self.msg) });
+            self.ops.insert(
+                0,
+                Op::PutMessage {
+                    id,
+                    message: stored_message(self.msg),
+                },
+            );
         }
         let commit = self.store.submit(self.ops);
         (self.store.durability() == Durability::Sync).then_some(commit)
@@ -83,7 +108,10 @@ impl NodeShared {
     /// offline queue: it leaves the store now, not at the next detach.
     pub(crate) fn delivered(&self, session: &Session, d: &Delivery) {
         if let Some(StoredRef { seq: Some(seq), .. }) = d.stored {
-            let op = Op::Dequeue { client: Arc::clone(&session.client_id), seq };
+            let op = Op::Dequeue {
+                client: Arc::clone(&session.client_id),
+                seq,
+            };
             drop(self.store.submit(vec![op]));
         }
     }
@@ -93,14 +121,36 @@ impl NodeShared {
     pub(crate) fn persist_offline(&self, session: &Session, inner: &mut Inner) {
         let Some(state) = inner.state.as_mut() else { return };
         let client = &session.client_id;
-        let mut puts = Puts { store: &*self.store, ops: Vec::new(), ids: HashMap::new() };
-        let keep = inner.queue.iter().filter_map(|d| d.stored.and_then(|s| s.seq)).collect();
-        puts.ops.push(Op::RetainQueue { client: Arc::clone(client), keep });
-        for d in inner.queue.iter_mut().filter(|d| d.stored.is_none_or(|s| s.seq.is_none())) {
+        let mut puts = Puts {
+            store: &*self.store,
+            ops: Vec::new(),
+            ids: HashMap::new(),
+        };
+        let keep = inner
+            .queue
+            .iter()
+            .filter_map(|d| d.stored.and_then(|s| s.seq))
+            .collect();
+        puts.ops.push(Op::RetainQueue {
+            client: Arc::clone(client),
+            keep,
+        });
+        for d in inner
+            .queue
+            .iter_mut()
+            .filter(|d| d.stored.is_none_or(|s| s.seq.is_none()))
+        {
             let id = puts.id_of(d);
             let seq = self.store.next_seq();
-            d.stored = Some(StoredRef { msg: id, seq: Some(seq) });
-            puts.ops.push(Op::Enqueue { client: Arc::clone(client), seq, entry: entry(d, id) });
+            d.stored = Some(StoredRef {
+                msg: id,
+                seq: Some(seq),
+            });
+            puts.ops.push(Op::Enqueue {
+                client: Arc::clone(client),
+                seq,
+                entry: entry(d, id),
+            });
         }
         let inflight = state
             .inflight
@@ -110,19 +160,35 @@ impl NodeShared {
                     let id = puts.id_of(d);
                     // From here on the session record refers to the message.
                     d.stored = Some(StoredRef { msg: id, seq: None });
-                    StoredInflight::Publish { packet_id: packet_id.get(), delivery: entry(d, id) }
+                    StoredInflight::Publish {
+                        packet_id: packet_id.get(),
+                        delivery: entry(d, id),
+                    }
                 }
-                Inflight::Release => StoredInflight::Release { packet_id: packet_id.get() },
+                Inflight::Release => StoredInflight::Release {
+                    packet_id: packet_id.get(),
+                },
             })
             .collect();
-        let record = session_record(inner.expiry, inner.disconnected_at, inner.username.clone(), state, inflight);
-        puts.ops.push(Op::PutSession { client: Arc::clone(client), session: record });
+        let record = session_record(
+            inner.expiry,
+            inner.disconnected_at,
+            inner.username.clone(),
+            state,
+            inflight,
+        );
+        puts.ops.push(Op::PutSession {
+            client: Arc::clone(client),
+            session: record,
+        });
         drop(self.store.submit(puts.ops));
     }
 
     /// Removes an ended session from the store.
     pub(crate) fn forget_session(&self, session: &Session) {
-        drop(self.store.submit(vec![Op::RemoveSession { client: Arc::clone(&session.client_id) }]));
+        drop(self.store.submit(vec![Op::RemoveSession {
+            client: Arc::clone(&session.client_id),
+        }]));
     }
 }
 
@@ -143,14 +209,22 @@ impl Puts<'_> {
         let ops = &mut self.ops;
         *self.ids.entry(Arc::as_ptr(&d.msg)).or_insert_with(|| {
             let id = store.next_message_id();
-            ops.push(Op::PutMessage { id, message: stored_message(&d.msg) });
+            ops.push(Op::PutMessage {
+                id,
+                message: stored_message(&d.msg),
+            });
             id
         })
     }
 }
 
 fn entry(d: &Delivery, msg: MsgId) -> QueueEntry {
-    QueueEntry { msg, qos: d.qos as u8, retain: d.retain, subscription_ids: d.subscription_ids.clone() }
+    QueueEntry {
+        msg,
+        qos: d.qos as u8,
+        retain: d.retain,
+        subscription_ids: d.subscription_ids.clone(),
+    }
 }
 
 fn session_record(

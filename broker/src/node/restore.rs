@@ -47,8 +47,16 @@ impl Messages<'_> {
 impl NodeShared {
     /// Rebuilds sessions and retained messages from a snapshot.
     pub(crate) fn restore(self: &Arc<Self>, snapshot: Snapshot) {
-        let Snapshot { sessions, messages, retained, report } = snapshot;
-        let mut made = Messages { stored: &messages, made: HashMap::new() };
+        let Snapshot {
+            sessions,
+            messages,
+            retained,
+            report,
+        } = snapshot;
+        let mut made = Messages {
+            stored: &messages,
+            made: HashMap::new(),
+        };
         for s in sessions {
             self.restore_session(s, &mut made);
         }
@@ -77,7 +85,11 @@ impl NodeShared {
         let session = self.sessions.lock().get_or_create(&s.client_id).0;
         let record = s.session;
         let mut state = SessionState {
-            awaiting_rel: record.awaiting_rel.iter().filter_map(|id| NonZeroU16::new(*id)).collect(),
+            awaiting_rel: record
+                .awaiting_rel
+                .iter()
+                .filter_map(|id| NonZeroU16::new(*id))
+                .collect(),
             last_packet_id: record.last_packet_id,
             ..SessionState::default()
         };
@@ -97,7 +109,11 @@ impl NodeShared {
                 state.inflight.push_back((id, entry));
             }
         }
-        let queue: VecDeque<Delivery> = s.queue.iter().filter_map(|q| made.delivery(&q.entry, Some(q.seq))).collect();
+        let queue: VecDeque<Delivery> = s
+            .queue
+            .iter()
+            .filter_map(|q| made.delivery(&q.entry, Some(q.seq)))
+            .collect();
         let generation = {
             let mut inner = session.inner.lock();
             inner.state = Some(state);
@@ -108,7 +124,10 @@ impl NodeShared {
             inner.generation
         };
         if record.expiry != NEVER_EXPIRES {
-            let gone = SystemTime::now().duration_since(record.disconnected_at).unwrap_or_default().as_secs();
+            let gone = SystemTime::now()
+                .duration_since(record.disconnected_at)
+                .unwrap_or_default()
+                .as_secs();
             let left = u64::from(record.expiry).saturating_sub(gone).max(1);
             let left = u32::try_from(left).unwrap_or(record.expiry);
             let node = Arc::clone(self);

@@ -56,8 +56,26 @@ fn client(i: usize) -> Arc<str> {
 fn enqueue(store: &dyn Store, client: &Arc<str>, i: u64) -> (Seq, Vec<Op>) {
     let id = store.next_message_id();
     let seq = store.next_seq();
-    let entry = QueueEntry { msg: id, qos: 1, retain: false, subscription_ids: vec![] };
-    (seq, vec![Op::PutMessage { id, message: message(i) }, Op::Enqueue { client: Arc::clone(client), seq, entry }])
+    let entry = QueueEntry {
+        msg: id,
+        qos: 1,
+        retain: false,
+        subscription_ids: vec![],
+    };
+    (
+        seq,
+        vec![
+            Op::PutMessage {
+                id,
+                message: message(i),
+            },
+            Op::Enqueue {
+                client: Arc::clone(client),
+                seq,
+                entry,
+            },
+        ],
+    )
 }
 
 fn sessions(store: &dyn Store, clients: &[Arc<str>]) -> Vec<Op> {
@@ -71,7 +89,13 @@ fn sessions(store: &dyn Store, clients: &[Arc<str>]) -> Vec<Op> {
         last_packet_id: 0,
     };
     let _ = store;
-    clients.iter().map(|c| Op::PutSession { client: Arc::clone(c), session: record.clone() }).collect()
+    clients
+        .iter()
+        .map(|c| Op::PutSession {
+            client: Arc::clone(c),
+            session: record.clone(),
+        })
+        .collect()
 }
 
 /// Messages per second with `TASKS` submitters, each with up to
@@ -120,7 +144,11 @@ fn disk_bytes(dir: &Path) -> u64 {
     let mut total = 0;
     for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
         let m = e.metadata().expect("metadata");
-        total += if m.is_dir() { disk_bytes(&e.path()) } else { m.blocks() * 512 };
+        total += if m.is_dir() {
+            disk_bytes(&e.path())
+        } else {
+            m.blocks() * 512
+        };
     }
     total
 }
@@ -142,7 +170,10 @@ async fn delete_heavy(engine: Engine, rounds: u64) -> (f64, f64, Duration) {
             queue.push_back(seq);
             if queue.len() > DEPTH {
                 let oldest = queue.pop_front().expect("non-empty");
-                ops.push(Op::Dequeue { client: Arc::clone(c), seq: oldest });
+                ops.push(Op::Dequeue {
+                    client: Arc::clone(c),
+                    seq: oldest,
+                });
             }
         }
         store.submit(ops).await.expect("round");
@@ -181,7 +212,12 @@ fn restart(engine: Engine, dir: &Path, queued: u64) -> Duration {
     let opened = start.elapsed();
     let snap = store.load().expect("load");
     let took = start.elapsed();
-    eprintln!("{}: open {:.2} s, load {:.2} s", engine.name(), opened.as_secs_f64(), (took - opened).as_secs_f64());
+    eprintln!(
+        "{}: open {:.2} s, load {:.2} s",
+        engine.name(),
+        opened.as_secs_f64(),
+        (took - opened).as_secs_f64()
+    );
     assert_eq!(snap.report.queued as u64, queued, "{engine:?}");
     took
 }
@@ -194,7 +230,10 @@ async fn restart_times(engine: Engine, queued: u64) -> (Duration, Duration) {
         let store = open(engine, dir.path(), Durability::Interval(Duration::from_millis(10))).expect("open");
         store.load().expect("load");
         fill(&*store, queued).await;
-        store.submit(vec![Op::ClearRetained { topic: "sync".into() }]).await.expect("sync");
+        store
+            .submit(vec![Op::ClearRetained { topic: "sync".into() }])
+            .await
+            .expect("sync");
         tokio::time::sleep(Duration::from_millis(100)).await;
         copy_dir(dir.path(), crashed.path());
         store.close().await.expect("close");
@@ -247,11 +286,32 @@ async fn main() {
     row("figure", &["sled 0.34".into(), "redb 4".into()]);
     println!("|{:-<48}|{:-<16}|{:-<16}|", "", "", "");
     row(&format!("enqueue msgs/s, sync, {TASKS} submitters"), &sync_rate);
-    row(&format!("enqueue msgs/s, interval 10 ms, {TASKS} submitters"), &interval_rate);
-    row(&format!("  same, {PIPELINE} commits in flight per submitter"), &pipelined_rate);
-    row(&format!("delete-heavy {rounds} rounds, time"), &heavy.iter().map(|h| fmt_d(h.2)).collect::<Vec<_>>());
-    row("disk bytes per live message, as left", &heavy.iter().map(|h| format!("{:.0}", h.0)).collect::<Vec<_>>());
-    row("disk bytes per live message, after reopen", &heavy.iter().map(|h| format!("{:.0}", h.1)).collect::<Vec<_>>());
-    row(&format!("restart with {queued} queued, clean"), &restarts.iter().map(|r| fmt_d(r.0)).collect::<Vec<_>>());
-    row(&format!("restart with {queued} queued, after crash"), &restarts.iter().map(|r| fmt_d(r.1)).collect::<Vec<_>>());
+    row(
+        &format!("enqueue msgs/s, interval 10 ms, {TASKS} submitters"),
+        &interval_rate,
+    );
+    row(
+        &format!("  same, {PIPELINE} commits in flight per submitter"),
+        &pipelined_rate,
+    );
+    row(
+        &format!("delete-heavy {rounds} rounds, time"),
+        &heavy.iter().map(|h| fmt_d(h.2)).collect::<Vec<_>>(),
+    );
+    row(
+        "disk bytes per live message, as left",
+        &heavy.iter().map(|h| format!("{:.0}", h.0)).collect::<Vec<_>>(),
+    );
+    row(
+        "disk bytes per live message, after reopen",
+        &heavy.iter().map(|h| format!("{:.0}", h.1)).collect::<Vec<_>>(),
+    );
+    row(
+        &format!("restart with {queued} queued, clean"),
+        &restarts.iter().map(|r| fmt_d(r.0)).collect::<Vec<_>>(),
+    );
+    row(
+        &format!("restart with {queued} queued, after crash"),
+        &restarts.iter().map(|r| fmt_d(r.1)).collect::<Vec<_>>(),
+    );
 }

@@ -32,7 +32,13 @@ pub(crate) struct Group<'a, 'r, R> {
 
 impl<'a, 'r, R: KvRead> Group<'a, 'r, R> {
     pub(crate) fn new(dir: &'a Path, base: &'r R, refs: &'a RefCounts) -> Self {
-        Self { dir, txn: Txn::new(base), refs, changed: RefCounts::new(), high_water: 0 }
+        Self {
+            dir,
+            txn: Txn::new(base),
+            refs,
+            changed: RefCounts::new(),
+            high_water: 0,
+        }
     }
 
     fn count(&mut self, id: MsgId) -> &mut u32 {
@@ -50,7 +56,11 @@ impl<'a, 'r, R: KvRead> Group<'a, 'r, R> {
     }
 
     fn corrupt(&self, key: &[u8], e: codec::DecodeError) -> StoreError {
-        StoreError::Corrupt { dir: self.dir.to_owned(), key: keys::describe(key), reason: e.0.to_owned() }
+        StoreError::Corrupt {
+            dir: self.dir.to_owned(),
+            key: keys::describe(key),
+            reason: e.0.to_owned(),
+        }
     }
 
     /// Adds one op to the transaction.
@@ -59,13 +69,15 @@ impl<'a, 'r, R: KvRead> Group<'a, 'r, R> {
             Op::PutMessage { id, message } => {
                 self.high_water = self.high_water.max(id.0);
                 self.count(*id);
-                self.txn.put(keys::message(*id), codec::encode_message(message), false)?;
+                self.txn
+                    .put(keys::message(*id), codec::encode_message(message), false)?;
             }
             Op::Enqueue { client, seq, entry } => {
                 self.high_water = self.high_water.max(seq.0);
                 // Sequence numbers are fresh, so there is no old entry to read.
                 self.add_ref(entry.msg);
-                self.txn.put(keys::queue(client, *seq), codec::encode_entry(entry), false)?;
+                self.txn
+                    .put(keys::queue(client, *seq), codec::encode_entry(entry), false)?;
             }
             Op::Dequeue { client, seq } => self.remove_entry(&keys::queue(client, *seq))?,
             Op::RetainQueue { client, keep } => {
@@ -91,7 +103,8 @@ impl<'a, 'r, R: KvRead> Group<'a, 'r, R> {
                 }
             }
             Op::SetRetained { message } => {
-                self.txn.put(keys::retained(&message.topic), codec::encode_message(message), false)?;
+                self.txn
+                    .put(keys::retained(&message.topic), codec::encode_message(message), false)?;
             }
             Op::ClearRetained { topic } => {
                 self.txn.remove(keys::retained(topic))?;
@@ -118,7 +131,12 @@ impl<'a, 'r, R: KvRead> Group<'a, 'r, R> {
 
     /// Deletes the messages nothing refers to any more; call after the last op.
     pub(crate) fn collect_garbage(&mut self) {
-        let dead: Vec<MsgId> = self.changed.iter().filter(|(_, c)| **c == 0).map(|(id, _)| *id).collect();
+        let dead: Vec<MsgId> = self
+            .changed
+            .iter()
+            .filter(|(_, c)| **c == 0)
+            .map(|(id, _)| *id)
+            .collect();
         for id in dead {
             self.txn.writes.insert(keys::message(id), None);
         }

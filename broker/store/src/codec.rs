@@ -129,15 +129,25 @@ impl<'a> Reader<'a> {
     }
 
     fn opt_var(&mut self) -> Result<Option<u64>> {
-        if self.flag()? { self.var().map(Some) } else { Ok(None) }
+        if self.flag()? {
+            self.var().map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     fn opt_string(&mut self) -> Result<Option<String>> {
-        if self.flag()? { self.string().map(Some) } else { Ok(None) }
+        if self.flag()? {
+            self.string().map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     fn opt_u32(&mut self, what: &'static str) -> Result<Option<u32>> {
-        self.opt_var()?.map(|v| u32::try_from(v).map_err(|_| DecodeError(what))).transpose()
+        self.opt_var()?
+            .map(|v| u32::try_from(v).map_err(|_| DecodeError(what)))
+            .transpose()
     }
 
     fn time(&mut self) -> Result<SystemTime> {
@@ -155,7 +165,11 @@ impl<'a> Reader<'a> {
     }
 
     fn finish(self) -> Result<()> {
-        if self.0.is_empty() { Ok(()) } else { Err(DecodeError("trailing bytes")) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError("trailing bytes"))
+        }
     }
 }
 
@@ -201,17 +215,35 @@ pub(crate) fn decode_message(b: &[u8]) -> Result<StoredMessage> {
         return Err(DecodeError("QoS above 2"));
     }
     let expires_at = if r.flag()? { Some(r.time()?) } else { None };
-    let properties = if r.flag()? { properties(&mut r)? } else { StoredProperties::default() };
+    let properties = if r.flag()? {
+        properties(&mut r)?
+    } else {
+        StoredProperties::default()
+    };
     r.finish()?;
-    Ok(StoredMessage { topic, payload, qos, retain, expires_at, properties })
+    Ok(StoredMessage {
+        topic,
+        payload,
+        qos,
+        retain,
+        expires_at,
+        properties,
+    })
 }
 
 fn properties(r: &mut Reader<'_>) -> Result<StoredProperties> {
-    let payload_format_indicator = r.opt_var()?.map(|v| u8::try_from(v).map_err(|_| DecodeError("bad payload format"))).transpose()?;
+    let payload_format_indicator = r
+        .opt_var()?
+        .map(|v| u8::try_from(v).map_err(|_| DecodeError("bad payload format")))
+        .transpose()?;
     let message_expiry_interval = r.opt_u32("bad expiry interval")?;
     let content_type = r.opt_string()?;
     let response_topic = r.opt_string()?;
-    let correlation_data = if r.flag()? { Some(Bytes::copy_from_slice(r.slice()?)) } else { None };
+    let correlation_data = if r.flag()? {
+        Some(Bytes::copy_from_slice(r.slice()?))
+    } else {
+        None
+    };
     let n = r.count()?;
     let mut user_properties = Vec::with_capacity(n);
     for _ in 0..n {
@@ -248,7 +280,12 @@ fn get_entry(r: &mut Reader<'_>) -> Result<QueueEntry> {
     for _ in 0..n {
         subscription_ids.push(r.narrow("bad subscription id")?);
     }
-    Ok(QueueEntry { msg, qos, retain, subscription_ids })
+    Ok(QueueEntry {
+        msg,
+        qos,
+        retain,
+        subscription_ids,
+    })
 }
 
 /// Encodes a queue entry.
@@ -275,7 +312,8 @@ pub(crate) fn encode_session(s: &SessionRecord) -> Vec<u8> {
     w.var(s.subscriptions.len() as u64);
     for sub in &s.subscriptions {
         w.bytes(sub.filter.as_bytes());
-        let flags = sub.qos | u8::from(sub.no_local) << 2 | u8::from(sub.retain_as_published) << 3 | sub.retain_handling << 4;
+        let flags =
+            sub.qos | u8::from(sub.no_local) << 2 | u8::from(sub.retain_as_published) << 3 | sub.retain_handling << 4;
         w.u8(flags);
         w.opt_var(sub.id.map(u64::from));
     }
@@ -332,7 +370,10 @@ pub(crate) fn decode_session(b: &[u8]) -> Result<SessionRecord> {
         let kind = r.u8()?;
         let packet_id = r.narrow("bad packet id")?;
         inflight.push(match kind {
-            0 => StoredInflight::Publish { packet_id, delivery: get_entry(&mut r)? },
+            0 => StoredInflight::Publish {
+                packet_id,
+                delivery: get_entry(&mut r)?,
+            },
             1 => StoredInflight::Release { packet_id },
             _ => return Err(DecodeError("bad inflight kind")),
         });
@@ -344,7 +385,15 @@ pub(crate) fn decode_session(b: &[u8]) -> Result<SessionRecord> {
     }
     let last_packet_id = r.narrow("bad packet id")?;
     r.finish()?;
-    Ok(SessionRecord { expiry, disconnected_at, username, subscriptions, inflight, awaiting_rel, last_packet_id })
+    Ok(SessionRecord {
+        expiry,
+        disconnected_at,
+        username,
+        subscriptions,
+        inflight,
+        awaiting_rel,
+        last_packet_id,
+    })
 }
 
 /// Encodes the id high-water mark.
@@ -382,7 +431,12 @@ mod tests {
             inflight: vec![
                 StoredInflight::Publish {
                     packet_id: 1,
-                    delivery: QueueEntry { msg: MsgId(300), qos: 1, retain: false, subscription_ids: vec![5] },
+                    delivery: QueueEntry {
+                        msg: MsgId(300),
+                        qos: 1,
+                        retain: false,
+                        subscription_ids: vec![5],
+                    },
                 },
                 StoredInflight::Release { packet_id: 2 },
             ],
@@ -434,6 +488,9 @@ mod tests {
             }
         }
         assert_eq!(decode_message(&[2, 0]), Err(DecodeError("unknown format version")));
-        assert_eq!(decode_entry(&[VERSION, 0xff, 0xff]), Err(DecodeError("value ends early")));
+        assert_eq!(
+            decode_entry(&[VERSION, 0xff, 0xff]),
+            Err(DecodeError("value ends early"))
+        );
     }
 }

@@ -59,6 +59,11 @@ impl StoreError {
         action: &'static str,
         e: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Self::Engine { dir: dir.to_owned(), engine, action, source: Arc::new(e) }
+        Self::Engine {
+            dir: dir.to_owned(),
+            engine,
+            action,
+            source: Arc::new(e),
+        }
     }
 }

@@ -44,6 +44,12 @@ pub(crate) trait Kv: Send + 'static {
 
     /// Makes every applied batch durable.
     fn sync(&mut self) -> Result<(), StoreError>;
+
+    /// Gives back free space, if the engine needs that and the file is
+    /// much larger than the `live_bytes` of keys and values it holds.
+    fn compact(&mut self, _live_bytes: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Pending writes over a reader: reads see the writes made so far in the
@@ -55,7 +61,10 @@ pub(crate) struct Txn<'r, R> {
 
 impl<'r, R: KvRead> Txn<'r, R> {
     pub(crate) fn new(base: &'r R) -> Self {
-        Self { base, writes: Writes::new() }
+        Self {
+            base,
+            writes: Writes::new(),
+        }
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -88,7 +97,9 @@ impl<'r, R: KvRead> Txn<'r, R> {
             merged.insert(k.to_vec(), Some(v.to_vec()));
             Ok(())
         })?;
-        let range = self.writes.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded));
+        let range = self
+            .writes
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded));
         for (k, v) in range.take_while(|(k, _)| k.starts_with(prefix)) {
             merged.insert(k.clone(), v.clone());
         }

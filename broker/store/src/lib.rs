@@ -137,13 +137,21 @@ impl<K: Kv> KvStore<K> {
             }
         };
         let queue = Arc::new(Queue::new(dir));
-        let state = Arc::new(Mutex::new(State { kv, refs: None, high_water }));
+        let state = Arc::new(Mutex::new(State {
+            kv,
+            refs: None,
+            high_water,
+        }));
         let writer = {
             let (queue, state) = (Arc::clone(&queue), Arc::clone(&state));
             std::thread::Builder::new()
                 .name(format!("skerry-store-{}", K::NAME))
                 .spawn(move || writer::run(&queue, &state, durability))
-                .map_err(|e| StoreError::Open { dir: dir.to_owned(), engine: K::NAME, source: Arc::new(e) })?
+                .map_err(|e| StoreError::Open {
+                    dir: dir.to_owned(),
+                    engine: K::NAME,
+                    source: Arc::new(e),
+                })?
         };
         Ok(Self {
             dir: dir.to_owned(),
@@ -158,7 +166,10 @@ impl<K: Kv> KvStore<K> {
 
 impl<K: Kv> fmt::Debug for KvStore<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store").field("engine", &K::NAME).field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("engine", &K::NAME)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 

@@ -17,7 +17,11 @@ use crate::writer::State;
 
 /// A decoding failure as a store error naming the key.
 fn corrupt(dir: &Path, key: &[u8], e: DecodeError) -> StoreError {
-    StoreError::Corrupt { dir: dir.to_owned(), key: keys::describe(key), reason: e.0.to_owned() }
+    StoreError::Corrupt {
+        dir: dir.to_owned(),
+        key: keys::describe(key),
+        reason: e.0.to_owned(),
+    }
 }
 
 /// What a load builds up.
@@ -32,6 +36,8 @@ struct Loading<'d> {
     by_client: HashMap<Vec<u8>, usize>,
     ended: HashSet<Vec<u8>>,
     refs: RefCounts,
+    /// Bytes of every key and value read (what is kept, roughly).
+    bytes: u64,
 }
 
 /// Loads the store's content; the writer must not have written yet.
@@ -47,6 +53,7 @@ pub(crate) fn load<K: Kv>(dir: &Path, state: &mut State<K>, now: SystemTime) -> 
         by_client: HashMap::new(),
         ended: HashSet::new(),
         refs: RefCounts::new(),
+        bytes: 0,
     };
     let retained = {
         let reader = state.kv.reader()?;
@@ -60,11 +67,17 @@ pub(crate) fn load<K: Kv>(dir: &Path, state: &mut State<K>, now: SystemTime) -> 
     if !l.writes.is_empty() {
         state.kv.apply(std::mem::take(&mut l.writes), true)?;
     }
+    state.kv.compact(l.bytes)?;
     l.report.sessions = l.sessions.len();
     l.report.messages = l.messages.len();
     l.report.retained = retained.len();
     state.refs = Some(l.refs);
-    Ok(Snapshot { sessions: l.sessions, messages: l.messages, retained, report: l.report })
+    Ok(Snapshot {
+        sessions: l.sessions,
+        messages: l.messages,
+        retained,
+        report: l.report,
+    })
 }
 
 impl Loading<'_> {
@@ -75,6 +88,7 @@ impl Loading<'_> {
     fn messages(&mut self, reader: &impl KvRead) -> Result<(), StoreError> {
         let dir = self.dir;
         reader.scan(&[keys::MESSAGE], &mut |k, v| {
+            self.bytes += (k.len() + v.len()) as u64;
             let id = keys::parse_message(k).ok_or_else(|| corrupt(dir, k, DecodeError("bad message key")))?;
             let msg = codec::decode_message(v).map_err(|e| corrupt(dir, k, e))?;
             if msg.expired(self.now) {
@@ -90,7 +104,9 @@ impl Loading<'_> {
     fn sessions(&mut self, reader: &impl KvRead) -> Result<(), StoreError> {
         let dir = self.dir;
         reader.scan(&[keys::SESSION], &mut |k, v| {
-            let client = std::str::from_utf8(&k[1..]).map_err(|_| corrupt(dir, k, DecodeError("client id is not UTF-8")))?;
+            self.bytes += (k.len() + v.len()) as u64;
+            let client =
+                std::str::from_utf8(&k[1..]).map_err(|_| corrupt(dir, k, DecodeError("client id is not UTF-8")))?;
             let session = codec::decode_session(v).map_err(|e| corrupt(dir, k, e))?;
             if session.expired(self.now) {
                 self.report.expired_sessions += 1;
@@ -98,7 +114,11 @@ impl Loading<'_> {
                 self.delete(k);
             } else {
                 self.by_client.insert(k[1..].to_vec(), self.sessions.len());
-                self.sessions.push(LoadedSession { client_id: client.to_owned(), session, queue: Vec::new() });
+                self.sessions.push(LoadedSession {
+                    client_id: client.to_owned(),
+                    session,
+                    queue: Vec::new(),
+                });
             }
             Ok(())
         })
@@ -109,6 +129,7 @@ impl Loading<'_> {
         // Entries come grouped by client: look each client up once.
         let mut last: Option<(Vec<u8>, Option<usize>)> = None;
         reader.scan(&[keys::QUEUE], &mut |k, v| {
+            self.bytes += (k.len() + v.len()) as u64;
             let (client, seq) = keys::parse_queue(k).ok_or_else(|| corrupt(dir, k, DecodeError("bad queue key")))?;
             if last.as_ref().is_none_or(|(c, _)| c != client) {
                 last = Some((client.to_vec(), self.by_client.get(client).copied()));
@@ -160,7 +181,12 @@ impl Loading<'_> {
 
     /// Deletes messages nothing refers to.
     fn unreferenced(&mut self) {
-        let dead: Vec<MsgId> = self.messages.keys().filter(|id| !self.refs.contains_key(id)).copied().collect();
+        let dead: Vec<MsgId> = self
+            .messages
+            .keys()
+            .filter(|id| !self.refs.contains_key(id))
+            .copied()
+            .collect();
         for id in dead {
             self.messages.remove(&id);
             self.report.orphans += 1;
@@ -213,17 +239,24 @@ mod tests {
 
     #[test]
     fn a_corrupt_record_is_an_error_naming_its_key() {
-        let mut state = State { kv: Memory::default(), refs: None, high_water: 0 };
+        let mut state = State {
+            kv: Memory::default(),
+            refs: None,
+            high_water: 0,
+        };
         let mut writes = Writes::new();
-        writes.insert(keys::session("dev-1"), Some(codec::encode_session(&crate::record::SessionRecord {
-            expiry: 60,
-            disconnected_at: SystemTime::now(),
-            username: None,
-            subscriptions: vec![],
-            inflight: vec![],
-            awaiting_rel: vec![],
-            last_packet_id: 0,
-        })));
+        writes.insert(
+            keys::session("dev-1"),
+            Some(codec::encode_session(&crate::record::SessionRecord {
+                expiry: 60,
+                disconnected_at: SystemTime::now(),
+                username: None,
+                subscriptions: vec![],
+                inflight: vec![],
+                awaiting_rel: vec![],
+                last_packet_id: 0,
+            })),
+        );
         writes.insert(keys::queue("dev-1", Seq(42)), Some(vec![1, 0x80]));
         state.kv.apply(writes, true).expect("apply");
         let err = load(Path::new("/data/n1"), &mut state, SystemTime::now()).expect_err("corrupt");

@@ -43,7 +43,9 @@ enum CommitState {
 impl Commit {
     /// A commit that is already resolved.
     pub fn ready(result: Result<(), StoreError>) -> Self {
-        Self { state: CommitState::Ready(Some(result)) }
+        Self {
+            state: CommitState::Ready(Some(result)),
+        }
     }
 }
 
@@ -79,19 +81,27 @@ pub(crate) struct Queue {
 
 impl Queue {
     pub(crate) fn new(dir: &Path) -> Self {
-        Self { pending: Mutex::default(), wake: Condvar::new(), dir: Arc::from(dir) }
+        Self {
+            pending: Mutex::default(),
+            wake: Condvar::new(),
+            dir: Arc::from(dir),
+        }
     }
 
     pub(crate) fn submit(&self, ops: Vec<Op>) -> Commit {
         let (tx, rx) = oneshot::channel();
         let mut p = self.pending.lock();
         if p.closed {
-            return Commit::ready(Err(StoreError::Closed { dir: self.dir.to_path_buf() }));
+            return Commit::ready(Err(StoreError::Closed {
+                dir: self.dir.to_path_buf(),
+            }));
         }
         p.batches.push((ops, tx));
         drop(p);
         self.wake.notify_one();
-        Commit { state: CommitState::Waiting(rx, Arc::clone(&self.dir)) }
+        Commit {
+            state: CommitState::Waiting(rx, Arc::clone(&self.dir)),
+        }
     }
 
     /// Stops taking batches; resolves once every batch before is durable.
@@ -102,7 +112,9 @@ impl Queue {
         p.closers.push(tx);
         drop(p);
         self.wake.notify_one();
-        Commit { state: CommitState::Waiting(rx, Arc::clone(&self.dir)) }
+        Commit {
+            state: CommitState::Waiting(rx, Arc::clone(&self.dir)),
+        }
     }
 }
 
@@ -128,7 +140,11 @@ pub(crate) fn run<K: Kv>(queue: &Queue, state: &Mutex<State<K>>, durability: Dur
                     None => queue.wake.wait(&mut p),
                 }
             }
-            let closers = if p.closed { std::mem::take(&mut p.closers) } else { Vec::new() };
+            let closers = if p.closed {
+                std::mem::take(&mut p.closers)
+            } else {
+                Vec::new()
+            };
             (std::mem::take(&mut p.batches), closers, p.closed)
         };
         let mut state = state.lock();

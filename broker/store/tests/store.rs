@@ -30,7 +30,12 @@ fn message(topic: &str, payload: &str) -> StoredMessage {
 }
 
 fn entry(msg: MsgId) -> QueueEntry {
-    QueueEntry { msg, qos: 1, retain: false, subscription_ids: vec![] }
+    QueueEntry {
+        msg,
+        qos: 1,
+        retain: false,
+        subscription_ids: vec![],
+    }
 }
 
 fn session(expiry: u32) -> SessionRecord {
@@ -57,20 +62,33 @@ async fn fan_out(store: &dyn Store, clients: &[&str], msg: StoredMessage) -> (Ms
     for c in clients {
         let seq = store.next_seq();
         seqs.push(seq);
-        ops.push(Op::Enqueue { client: client(c), seq, entry: entry(id) });
+        ops.push(Op::Enqueue {
+            client: client(c),
+            seq,
+            entry: entry(id),
+        });
     }
     store.submit(ops).await.expect("commit");
     (id, seqs)
 }
 
 async fn put_sessions(store: &dyn Store, clients: &[&str]) {
-    let ops = clients.iter().map(|c| Op::PutSession { client: client(c), session: session(3600) }).collect();
+    let ops = clients
+        .iter()
+        .map(|c| Op::PutSession {
+            client: client(c),
+            session: session(3600),
+        })
+        .collect();
     store.submit(ops).await.expect("commit");
 }
 
 fn queue_of<'a>(snap: &'a Snapshot, client: &str) -> Vec<&'a str> {
     let s = snap.sessions.iter().find(|s| s.client_id == client).expect("session");
-    s.queue.iter().map(|q| std::str::from_utf8(&snap.messages[&q.entry.msg].payload).expect("utf8")).collect()
+    s.queue
+        .iter()
+        .map(|q| std::str::from_utf8(&snap.messages[&q.entry.msg].payload).expect("utf8"))
+        .collect()
 }
 
 /// A session with everything a record can hold, inflight entry included.
@@ -90,7 +108,12 @@ fn full_session(inflight_msg: MsgId) -> SessionRecord {
         inflight: vec![
             StoredInflight::Publish {
                 packet_id: 7,
-                delivery: QueueEntry { msg: inflight_msg, qos: 2, retain: true, subscription_ids: vec![1, 9] },
+                delivery: QueueEntry {
+                    msg: inflight_msg,
+                    qos: 2,
+                    retain: true,
+                    subscription_ids: vec![1, 9],
+                },
             },
             StoredInflight::Release { packet_id: 8 },
         ],
@@ -129,13 +152,28 @@ async fn every_op_round_trips(engine: Engine, durability: Durability) {
     let (inflight_id, _) = fan_out(&*store, &["gone"], rich_message()).await;
     let c = client("c1");
     let ops = vec![
-        Op::Dequeue { client: client("c2"), seq: s1[1] },
-        Op::RetainQueue { client: Arc::clone(&c), keep: vec![s1[0]] },
-        Op::PutSession { client: Arc::clone(&c), session: full_session(inflight_id) },
+        Op::Dequeue {
+            client: client("c2"),
+            seq: s1[1],
+        },
+        Op::RetainQueue {
+            client: Arc::clone(&c),
+            keep: vec![s1[0]],
+        },
+        Op::PutSession {
+            client: Arc::clone(&c),
+            session: full_session(inflight_id),
+        },
         Op::RemoveSession { client: client("gone") },
-        Op::SetRetained { message: rich_message() },
-        Op::SetRetained { message: message("r/cleared", "x") },
-        Op::ClearRetained { topic: "r/cleared".to_owned() },
+        Op::SetRetained {
+            message: rich_message(),
+        },
+        Op::SetRetained {
+            message: message("r/cleared", "x"),
+        },
+        Op::ClearRetained {
+            topic: "r/cleared".to_owned(),
+        },
     ];
     store.submit(ops).await.expect("commit");
     let snap = if engine == Engine::Memory {
@@ -143,7 +181,10 @@ async fn every_op_round_trips(engine: Engine, durability: Durability) {
     } else {
         store.close().await.expect("close");
         drop(store);
-        open(engine, dir.path(), durability).expect("reopen").load().expect("load")
+        open(engine, dir.path(), durability)
+            .expect("reopen")
+            .load()
+            .expect("load")
     };
     let c1 = snap.sessions.iter().find(|s| s.client_id == "c1").expect("c1");
     assert_eq!(c1.session, full_session(inflight_id), "{engine:?}");
@@ -173,14 +214,20 @@ async fn a_message_lives_while_a_queue_refers_to_it() {
         put_sessions(&*store, &["a", "b", "c"]).await;
         let (id, seqs) = fan_out(&*store, &["a", "b", "c"], message("t", "shared")).await;
         let dequeue = |c: &str, seq| Op::Dequeue { client: client(c), seq };
-        store.submit(vec![dequeue("a", seqs[0]), dequeue("b", seqs[1])]).await.expect("commit");
+        store
+            .submit(vec![dequeue("a", seqs[0]), dequeue("b", seqs[1])])
+            .await
+            .expect("commit");
         let snap = store.load().expect("load");
         assert_eq!(snap.messages.len(), 1, "{engine:?}: still queued for c");
         assert_eq!(queue_of(&snap, "c"), ["shared"]);
         store.submit(vec![dequeue("c", seqs[2])]).await.expect("commit");
         let snap = store.load().expect("load");
         assert!(snap.messages.is_empty(), "{engine:?}: deleted with its last reference");
-        assert_eq!(snap.report.orphans, 0, "{engine:?}: deleted by the commit, not by the load");
+        assert_eq!(
+            snap.report.orphans, 0,
+            "{engine:?}: deleted by the commit, not by the load"
+        );
         assert!(!snap.messages.contains_key(&id));
     }
 }
@@ -195,16 +242,34 @@ async fn inflight_entries_hold_their_message() {
         // The session goes offline with the message in flight: it moves
         // from the queue to the session record in one batch.
         let mut record = session(3600);
-        record.inflight.push(StoredInflight::Publish { packet_id: 1, delivery: entry(id) });
+        record.inflight.push(StoredInflight::Publish {
+            packet_id: 1,
+            delivery: entry(id),
+        });
         let ops = vec![
-            Op::RetainQueue { client: client("a"), keep: vec![] },
-            Op::PutSession { client: client("a"), session: record },
+            Op::RetainQueue {
+                client: client("a"),
+                keep: vec![],
+            },
+            Op::PutSession {
+                client: client("a"),
+                session: record,
+            },
         ];
         store.submit(ops).await.expect("commit");
         assert_eq!(store.load().expect("load").messages.len(), 1, "{engine:?}");
         assert!(seqs.len() == 1);
-        store.submit(vec![Op::PutSession { client: client("a"), session: session(3600) }]).await.expect("commit");
-        assert!(store.load().expect("load").messages.is_empty(), "{engine:?}: released with the record");
+        store
+            .submit(vec![Op::PutSession {
+                client: client("a"),
+                session: session(3600),
+            }])
+            .await
+            .expect("commit");
+        assert!(
+            store.load().expect("load").messages.is_empty(),
+            "{engine:?}: released with the record"
+        );
     }
 }
 
@@ -217,8 +282,14 @@ async fn expired_sessions_and_messages_go_at_load() {
         let mut old = session(60);
         old.disconnected_at = SystemTime::now() - Duration::from_secs(61);
         let ops = vec![
-            Op::PutSession { client: client("old"), session: old },
-            Op::PutSession { client: client("live"), session: session(60) },
+            Op::PutSession {
+                client: client("old"),
+                session: old,
+            },
+            Op::PutSession {
+                client: client("live"),
+                session: session(60),
+            },
         ];
         store.submit(ops).await.expect("commit");
         fan_out(&*store, &["old", "live"], message("t", "both")).await;
@@ -226,7 +297,10 @@ async fn expired_sessions_and_messages_go_at_load() {
         stale.expires_at = Some(SystemTime::now() + Duration::from_millis(50));
         fan_out(&*store, &["live"], stale.clone()).await;
         stale.topic = "retained".to_owned();
-        store.submit(vec![Op::SetRetained { message: stale }]).await.expect("commit");
+        store
+            .submit(vec![Op::SetRetained { message: stale }])
+            .await
+            .expect("commit");
         store.close().await.expect("close");
         drop(store);
         tokio::time::sleep(Duration::from_millis(60)).await;
@@ -235,10 +309,18 @@ async fn expired_sessions_and_messages_go_at_load() {
         assert_eq!(snap.sessions.len(), 1, "{engine:?}");
         assert_eq!(queue_of(&snap, "live"), ["both"], "{engine:?}");
         let r = snap.report;
-        assert_eq!((r.expired_sessions, r.expired_messages, r.expired_retained), (1, 1, 1), "{engine:?}");
+        assert_eq!(
+            (r.expired_sessions, r.expired_messages, r.expired_retained),
+            (1, 1, 1),
+            "{engine:?}"
+        );
         // The removals were written: a second load finds nothing to remove.
         let again = store.load().expect("load");
-        assert_eq!((again.report.expired_sessions, again.report.expired_messages), (0, 0), "{engine:?}");
+        assert_eq!(
+            (again.report.expired_sessions, again.report.expired_messages),
+            (0, 0),
+            "{engine:?}"
+        );
     }
 }
 
@@ -268,8 +350,15 @@ async fn concurrent_batches_are_committed_together() {
                 let id = store.next_message_id();
                 let seq = store.next_seq();
                 store.submit(vec![
-                    Op::PutMessage { id, message: message("t", &i.to_string()) },
-                    Op::Enqueue { client: client("a"), seq, entry: entry(id) },
+                    Op::PutMessage {
+                        id,
+                        message: message("t", &i.to_string()),
+                    },
+                    Op::Enqueue {
+                        client: client("a"),
+                        seq,
+                        entry: entry(id),
+                    },
                 ])
             })
             .collect();
@@ -287,7 +376,10 @@ async fn submits_after_close_fail_and_name_the_dir() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(Engine::Redb, dir.path(), Durability::Sync).expect("open");
     store.close().await.expect("close");
-    let err = store.submit(vec![Op::ClearRetained { topic: "t".to_owned() }]).await.expect_err("closed");
+    let err = store
+        .submit(vec![Op::ClearRetained { topic: "t".to_owned() }])
+        .await
+        .expect_err("closed");
     assert!(err.to_string().contains(&dir.path().display().to_string()), "{err}");
 }
 
@@ -297,7 +389,10 @@ fn a_second_open_of_the_same_dir_fails_with_the_dir() {
         let dir = tempfile::tempdir().expect("tempdir");
         let _first = open(engine, dir.path(), Durability::Sync).expect("open");
         let err = open(engine, dir.path(), Durability::Sync).expect_err("locked");
-        assert!(err.to_string().contains(&dir.path().display().to_string()), "{engine:?}: {err}");
+        assert!(
+            err.to_string().contains(&dir.path().display().to_string()),
+            "{engine:?}: {err}"
+        );
     }
 }
 
@@ -328,7 +423,14 @@ async fn what_a_commit_acknowledged_survives_a_crash() {
             for i in 0..50 {
                 seqs.push(fan_out(&*store, &["a", "b"], message("t", &i.to_string())).await.1);
             }
-            let acked: Vec<_> = seqs.iter().take(20).map(|s| Op::Dequeue { client: client("a"), seq: s[0] }).collect();
+            let acked: Vec<_> = seqs
+                .iter()
+                .take(20)
+                .map(|s| Op::Dequeue {
+                    client: client("a"),
+                    seq: s[0],
+                })
+                .collect();
             store.submit(acked).await.expect("commit");
             if let Durability::Interval(every) = durability {
                 // Acknowledged means applied; on disk one interval later.
@@ -337,9 +439,16 @@ async fn what_a_commit_acknowledged_survives_a_crash() {
             let crashed = tempfile::tempdir().expect("tempdir");
             copy_dir(dir.path(), crashed.path());
             drop(store);
-            let snap = open(engine, crashed.path(), durability).expect("open the copy").load().expect("load");
+            let snap = open(engine, crashed.path(), durability)
+                .expect("open the copy")
+                .load()
+                .expect("load");
             let expected: Vec<String> = (0..50).map(|i: i32| i.to_string()).collect();
-            assert_eq!(queue_of(&snap, "a"), expected[20..].to_vec(), "{engine:?} {durability:?}");
+            assert_eq!(
+                queue_of(&snap, "a"),
+                expected[20..].to_vec(),
+                "{engine:?} {durability:?}"
+            );
             assert_eq!(queue_of(&snap, "b"), expected, "{engine:?} {durability:?}");
         }
     }

@@ -22,11 +22,18 @@ impl Sled {
             .path(dir.join("sled"))
             .flush_every_ms(None)
             .open()
-            .map_err(|e| StoreError::Open { dir: dir.to_owned(), engine: Self::NAME, source: std::sync::Arc::new(e) })?;
+            .map_err(|e| StoreError::Open {
+                dir: dir.to_owned(),
+                engine: Self::NAME,
+                source: std::sync::Arc::new(e),
+            })?;
         if db.was_recovered() {
             tracing::debug!(dir = %dir.display(), "sled store opened");
         }
-        Ok(Self { db, dir: dir.to_owned() })
+        Ok(Self {
+            db,
+            dir: dir.to_owned(),
+        })
     }
 
     fn err(&self, action: &'static str, e: sled::Error) -> StoreError {
