@@ -284,3 +284,34 @@ async fn a_drained_backend_gets_no_new_clients_and_keeps_its_sessions() {
     assert_eq!(b1.ids(), [id], "back on b1 once undrained");
     lb.shutdown().await;
 }
+
+#[tokio::test]
+async fn start_errors_name_the_listener_and_the_file_instead_of_panicking() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("server.crt"), "not a certificate").expect("write");
+    std::fs::write(dir.path().join("server.key"), "not a key").expect("write");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let cases = [
+        (
+            format!("    - {{name: busy, bind: \"127.0.0.1:{port}\", pool: nodes}}\n"),
+            "listener busy: cannot bind",
+        ),
+        (
+            "    - {name: secure, bind: 127.0.0.1:0, pool: nodes, tls: {cert: server.crt, key: server.key}}\n"
+                .to_owned(),
+            "server.crt",
+        ),
+    ];
+    for (listener, want) in cases {
+        let yaml = format!(
+            "lb:\n  listeners:\n{listener}  pools:\n    - name: nodes\n      members: [{{name: n1, address: \"127.0.0.1:1\"}}]\n"
+        );
+        let lb = skerry_config::parse(&yaml, dir.path())
+            .expect("valid config")
+            .lb
+            .expect("lb");
+        let err = skerry_lb::Balancer::start(&lb).expect_err("start fails");
+        assert!(err.to_string().contains(want), "{err}");
+    }
+}

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use skerry_codec::ReasonCode;
+use skerry_codec::{ProtocolVersion, ReasonCode};
 use skerry_lb::{Outcome, Refusal};
 use skerry_tests::wait::eventually;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,12 +39,11 @@ async fn class_connect_rate_refuses_with_connection_rate_exceeded() {
         Some(ReasonCode::ConnectionRateExceeded),
         "v5: 0x9F"
     );
-    let (_c, ack) = mqtt_connect(addr, V311, "dev-4").await;
-    assert_eq!(
-        ack.map(|a| a.reason.v3_connack_code()),
-        Some(0x03),
-        "3.1.1: server unavailable"
-    );
+    for (version, id) in [(V311, "dev-4"), (ProtocolVersion::V31, "dev-5")] {
+        let (_c, ack) = mqtt_connect(addr, version, id).await;
+        let code = ack.map(|a| a.reason.v3_connack_code());
+        assert_eq!(code, Some(0x03), "{version:?}: server unavailable");
+    }
     let (_c, ack) = mqtt_connect(addr, V5, "other-1").await;
     assert_eq!(
         ack.map(|a| a.reason),
@@ -52,8 +51,8 @@ async fn class_connect_rate_refuses_with_connection_rate_exceeded() {
         "outside the class: not limited"
     );
     let m = lb.metrics();
-    assert_eq!(m.refused(Refusal::ClassConnectRate), 2);
-    assert_eq!(m.ended(Outcome::Refused), 2);
+    assert_eq!(m.refused(Refusal::ClassConnectRate), 3);
+    assert_eq!(m.ended(Outcome::Refused), 3);
     assert_eq!(backend.ids(), ["dev-1", "dev-2", "other-1"]);
     lb.shutdown().await;
 }

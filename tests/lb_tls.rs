@@ -79,6 +79,56 @@ async fn tls_client_reaches_a_skerry_node_as_its_certificate_cn() {
     node.stop().await;
 }
 
+#[tokio::test]
+async fn a_revoked_certificate_is_refused_at_the_balancer() {
+    let mut pki = Pki::new();
+    let backend = MiniBackend::start(false).await;
+    let (good, bad) = (pki.client("dev-good"), pki.client("dev-bad"));
+    pki.revoke("dev-bad");
+    let tls = format!("{}        crl: crl.pem\n", pki.tls_yaml());
+    let yaml = tls_lb_yaml(&pki, "none", "", backend.addr).replace(&pki.tls_yaml(), &tls);
+    let lb = start_lb(&yaml, pki.base());
+    for (cert, admitted) in [(&good, true), (&bad, false)] {
+        let reached = match tls_connect(&pki.connector(Some(cert)), lb_addr(&lb)).await {
+            None => false,
+            Some(tls) => StreamClient::new(tls, V5)
+                .connect(Connect::new(V5, "crl"))
+                .await
+                .is_some(),
+        };
+        assert_eq!(reached, admitted, "{}", cert.entry.cn);
+    }
+    assert_eq!(backend.ids(), ["crl"], "only the valid certificate reached the backend");
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn optional_client_certificates_admit_clients_without_one() {
+    let pki = Pki::new();
+    let backend = MiniBackend::start(true).await;
+    let optional = pki.tls_yaml().replace("        require_certificate: true\n", "");
+    let yaml = tls_lb_yaml(&pki, "v2_ssl_cn", "", backend.addr).replace(&pki.tls_yaml(), &optional);
+    let lb = start_lb(&yaml, pki.base());
+    let tls = tls_connect(&pki.connector(None), lb_addr(&lb))
+        .await
+        .expect("handshake without a certificate");
+    let ack = StreamClient::new(tls, V5).connect(Connect::new(V5, "no-cert")).await;
+    assert_eq!(ack.map(|a| a.reason), Some(ReasonCode::Success));
+    let header = backend.seen().pop().expect("seen").proxy.expect("header");
+    let parsed = v2::Header::try_from(&header[..]).expect("parse");
+    let ssl = parsed
+        .tlvs()
+        .map(|t| t.expect("TLV"))
+        .find(|t| t.kind == 0x20)
+        .expect("SSL TLV");
+    assert_eq!(ssl.value[0], 0x01, "TLS, no certificate");
+    let subs: Vec<u8> = TypeLengthValues::from(&ssl.value[5..])
+        .map(|t| t.expect("sub").kind)
+        .collect();
+    assert_eq!(subs, [0x21, 0x23], "version and cipher, no CN");
+    lb.shutdown().await;
+}
+
 /// A free port on 127.0.0.1 (for a program that wants a number).
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

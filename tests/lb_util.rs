@@ -226,6 +226,16 @@ impl Pki {
         "      tls:\n        cert: server.crt\n        key: server.key\n        client_ca: ca/ca.crt\n        require_certificate: true\n".to_owned()
     }
 
+    /// Revokes `cn` and writes the CRL to `crl.pem` (relative to [`Pki::base`]).
+    pub(crate) fn revoke(&mut self, cn: &str) {
+        let reason = skerry_certs::RevocationReason::KeyCompromise;
+        self.ca
+            .revoke(&skerry_certs::Selector::Cn(cn.to_owned()), reason)
+            .expect("revoke");
+        let path = self.dir.path().join("crl.pem");
+        self.ca.crl(time::Duration::days(1), Some(&path)).expect("CRL");
+    }
+
     pub(crate) fn client(&mut self, cn: &str) -> Issued {
         self.ca
             .issue_client(cn, &self.dir.path().join(cn))

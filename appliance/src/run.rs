@@ -48,7 +48,8 @@ fn load(path: Option<&Path>) -> anyhow::Result<Config> {
     }
 }
 
-/// How long shutdown may take when no balancer sets a grace period.
+/// How long shutdown may take when no balancer sets a grace period (a
+/// balancer's `grace_period` plus time for the nodes otherwise).
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
 async fn supervise(config: Config, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -60,10 +61,15 @@ async fn supervise(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit
         nodes.push(node);
     }
     let handles: Vec<_> = nodes.iter().map(Node::handle).collect();
+    let lb = match &config.lb {
+        Some(cfg) => Some(skerry_lb::Balancer::start(cfg).context("starting the balancer")?),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     let admin_state = match &config.admin {
         Some(a) => {
-            let state = Arc::new(AdminState::new(handles.clone(), admin::read_token(a)?));
+            let view = lb.as_ref().map(skerry_lb::BalancerHandle::view);
+            let state = Arc::new(AdminState::new(handles.clone(), view, admin::read_token(a)?));
             admin::serve(a.bind, Arc::clone(&state), shutdown.clone()).await?;
             Some(state)
         }
@@ -73,7 +79,7 @@ async fn supervise(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit
         state.ready.store(true, Ordering::Release);
     }
     notify_systemd(sd_notify::NotifyState::Ready);
-    info!(nodes = nodes.len(), "skerry running");
+    info!(nodes = nodes.len(), balancer = lb.is_some(), "skerry running");
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -94,8 +100,13 @@ async fn supervise(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit
     if let Some(state) = &admin_state {
         state.ready.store(false, Ordering::Release);
     }
-    let grace = DEFAULT_GRACE;
+    let grace = config.lb.as_ref().map_or(DEFAULT_GRACE, |l| l.grace_period.get() + Duration::from_secs(5));
     let stop = async {
+        // The balancer first: it stops taking clients and spreads their
+        // closes over its drain window; then the nodes behind it.
+        if let Some(lb) = lb {
+            lb.shutdown().await;
+        }
         for node in nodes {
             node.shutdown().await;
         }

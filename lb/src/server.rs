@@ -88,17 +88,7 @@ impl Balancer {
             .map(|l| prepare(l, &core))
             .collect::<Result<Vec<_>, _>>()?;
         let local_addrs = prepared.iter().map(|p| (p.app.name.to_string(), p.addr)).collect();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .thread_name("skerry-lb")
-            .enable_all()
-            .build()
-            .map_err(LbError::Runtime)?;
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let thread_core = Arc::clone(&core);
-        let thread = std::thread::Builder::new()
-            .name("skerry-lb-main".into())
-            .spawn(move || run(runtime, &thread_core, prepared, stop_rx))
-            .map_err(LbError::Runtime)?;
+        let (thread, stop_tx) = spawn_thread(Arc::clone(&core), prepared)?;
         Ok(BalancerHandle {
             core,
             local_addrs,
@@ -106,6 +96,37 @@ impl Balancer {
             thread: Some(thread),
         })
     }
+}
+
+/// Starts the balancer thread with its runtime; returns once the runtime
+/// runs. The runtime is built on that thread: a runtime must not be
+/// dropped inside another (the caller's), even on an error path.
+fn spawn_thread(core: Arc<Core>, prepared: Vec<Prepared>) -> Result<(JoinHandle<()>, oneshot::Sender<Stop>), LbError> {
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    let thread = std::thread::Builder::new()
+        .name("skerry-lb-main".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .thread_name("skerry-lb")
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(runtime) => {
+                    let _ = ready_tx.send(Ok(()));
+                    run(runtime, &core, prepared, stop_rx);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        })
+        .map_err(LbError::Runtime)?;
+    ready_rx
+        .recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the balancer thread ended at start")))
+        .map_err(LbError::Runtime)?;
+    Ok((thread, stop_tx))
 }
 
 fn prepare(l: &LbListener, core: &Arc<Core>) -> Result<Prepared, LbError> {

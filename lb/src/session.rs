@@ -18,7 +18,7 @@ use crate::classes::Identity;
 use crate::limits::CapGuard;
 use crate::metrics::{Outcome, Refusal};
 use crate::pool::Lease;
-use crate::splice::{self, Relay, COPY_BUF};
+use crate::splice::{self, Relay, COPY_BUF_MAX};
 use crate::tls::TlsInfo;
 use crate::{mqtt, proxy_out};
 
@@ -117,10 +117,12 @@ impl ListenerApp {
             backend,
             lease,
             _cap: cap,
-            to_backend: class.and_then(|c| c.bandwidth_in).map(|bw| Throttle::new(bw, COPY_BUF)),
+            to_backend: class
+                .and_then(|c| c.bandwidth_in)
+                .map(|bw| Throttle::new(bw, COPY_BUF_MAX)),
             to_client: class
                 .and_then(|c| c.bandwidth_out)
-                .map(|bw| Throttle::new(bw, COPY_BUF)),
+                .map(|bw| Throttle::new(bw, COPY_BUF_MAX)),
             class: class.map(|c| c.name.clone()),
         })
     }

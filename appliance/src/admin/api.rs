@@ -29,6 +29,20 @@ pub(super) fn route(state: &AdminState, method: &Method, path: &str, query: &str
             }
         }
         (&Method::GET, ["retained"]) => ok(retained(state)),
+        (&Method::GET, ["lb", "backends"]) => match &state.lb {
+            Some(lb) => ok(backends(lb)),
+            None => not_found("this process runs no balancer"),
+        },
+        (&Method::POST, ["lb", "backends", pool, member, action @ ("drain" | "undrain")]) => match &state.lb {
+            Some(lb) => {
+                let drain = *action == "drain";
+                match lb.drain(&decode(pool), &decode(member), drain) {
+                    Ok(()) => ok(json!({ "pool": decode(pool), "member": decode(member), "draining": drain })),
+                    Err(e) => not_found(&e.to_string()),
+                }
+            }
+            None => not_found("this process runs no balancer"),
+        },
         _ => not_found("no such API route"),
     }
 }
@@ -118,6 +132,21 @@ fn retained(state: &AdminState) -> Value {
         .map(|(node, r)| json!({ "node": node, "topic": r.topic, "qos": r.qos, "payload_bytes": r.payload_bytes }))
         .collect();
     json!({ "retained": list })
+}
+
+fn backends(lb: &skerry_lb::BalancerView) -> Value {
+    let list: Vec<Value> = lb
+        .backends()
+        .into_iter()
+        .map(|b| {
+            json!({
+                "pool": b.pool, "member": b.member, "address": b.address, "healthy": b.healthy,
+                "draining": b.draining, "connections": b.active_connections,
+                "total_connections": b.total_connections, "connect_failures": b.connect_failures,
+            })
+        })
+        .collect();
+    json!({ "backends": list })
 }
 
 #[cfg(test)]

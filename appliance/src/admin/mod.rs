@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 /// What the admin endpoint reports on and acts on.
 pub(crate) struct AdminState {
     pub(crate) nodes: Vec<NodeHandle>,
+    pub(crate) lb: Option<skerry_lb::BalancerView>,
     /// Bearer token the API requires, when configured.
     pub(crate) token: Option<String>,
     /// Set once every part has started.

@@ -4,9 +4,9 @@
 //! not the first client), then serves until [`Node::shutdown`].
 
 mod admin;
-mod routing;
 mod persist;
 mod restore;
+mod routing;
 mod sessions;
 
 use std::collections::HashMap;
@@ -20,8 +20,8 @@ use governor::clock::DefaultClock;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::Quota;
 use parking_lot::{Mutex, RwLock};
-use tokio::task::JoinSet;
 use skerry_store::{Snapshot, Store, StoreError};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -167,7 +167,10 @@ impl NodeShared {
 const CONNECTIONS_DRAIN: Duration = Duration::from_secs(10);
 
 /// Opens the node's store and loads it, from `broker.store`.
-fn open_store(node: &skerry_config::Node, broker: &skerry_config::Broker) -> Result<(Arc<dyn Store>, Snapshot), NodeError> {
+fn open_store(
+    node: &skerry_config::Node,
+    broker: &skerry_config::Broker,
+) -> Result<(Arc<dyn Store>, Snapshot), NodeError> {
     let s = &broker.store;
     let engine = match s.engine {
         skerry_config::StoreEngine::Memory => skerry_store::Engine::Memory,
@@ -178,7 +181,10 @@ fn open_store(node: &skerry_config::Node, broker: &skerry_config::Broker) -> Res
         skerry_config::StoreDurability::Sync => skerry_store::Durability::Sync,
         skerry_config::StoreDurability::Interval => skerry_store::Durability::Interval(s.fsync_interval.get()),
     };
-    let err = |source| NodeError::Store { node: node.name.clone(), source };
+    let err = |source| NodeError::Store {
+        node: node.name.clone(),
+        source,
+    };
     let store = skerry_store::open(engine, &node.data_dir, durability).map_err(err)?;
     let snapshot = store.load().map_err(err)?;
     Ok((store, snapshot))
@@ -281,7 +287,8 @@ impl Node {
         self.shared.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
         self.shared.conns.close();
-        if tokio::time::timeout(CONNECTIONS_DRAIN, self.shared.conns.wait()).await.is_err() {
+        let drain = tokio::time::timeout(CONNECTIONS_DRAIN, self.shared.conns.wait());
+        if drain.await.is_err() {
             warn!(node = %self.shared.name, "connections still open at shutdown; their sessions are stored as last parked");
         }
         if let Err(error) = self.shared.store.close().await {
