@@ -35,6 +35,8 @@ pub(crate) struct LbArgs {
 pub(crate) fn run(args: LbArgs) -> anyhow::Result<ExitCode> {
     let LbArgs { config: path } = args;
     let config = skerry_config::load(&path)?;
+    crate::logging::init(&config.logging);
+    crate::tls_auto::prepare(&config)?;
     let lb = config
         .lb
         .with_context(|| format!("{}: no lb: section to run", path.display()))?;

@@ -6,6 +6,7 @@ mod bench;
 mod ca;
 mod config_cmd;
 mod ctl;
+mod lb_cmd;
 mod logging;
 mod passwd;
 mod run;
@@ -36,6 +37,9 @@ enum Command {
     /// The bundled certificate authority: create a CA, issue server and device
     /// certificates, revoke them, publish a CRL.
     Ca(ca::CaArgs),
+    /// Run only the load balancer (the `lb:` section of FILE) in front of
+    /// brokers of any kind, until SIGTERM or SIGINT, then drain.
+    Lb(lb_cmd::LbArgs),
     /// Operate a running appliance over its admin API: sessions, disconnects,
     /// retained messages, balancer backends.
     Ctl(ctl::CtlArgs),
@@ -56,8 +60,8 @@ pub(crate) fn load_config(path: Option<&PathBuf>) -> anyhow::Result<skerry_confi
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run(_)) {
-        // `run` sets logging up from its configuration.
+    if !matches!(cli.command, Command::Run(_) | Command::Lb(_)) {
+        // `run` and `lb` set logging up from their configuration.
         logging::init(&skerry_config::Logging::default());
     }
     let result = match cli.command {
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Command::Passwd(args) => passwd::run(args),
         Command::Ctl(args) => ctl::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Lb(args) => lb_cmd::run(args),
     };
     match result {
         Ok(code) => code,

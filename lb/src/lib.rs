@@ -42,8 +42,10 @@ mod server;
 mod session;
 mod splice;
 mod tls;
+mod view;
 
-pub use error::{LbError, TlsError};
+pub use error::LbError;
 pub use metrics::{MetricsSnapshot, Outcome, Refusal};
 pub use pool::BackendStatus;
 pub use server::{Balancer, BalancerHandle};
+pub use view::BalancerView;

@@ -36,10 +36,11 @@ use tracing::{info, warn};
 
 use crate::app::{Core, ListenerApp};
 use crate::error::LbError;
+use crate::health;
 use crate::limits::ConnectFilter;
 use crate::metrics::MetricsSnapshot;
 use crate::pool::BackendStatus;
-use crate::{health, tls};
+use crate::view::BalancerView;
 
 /// How often idle per-IP rate state is forgotten.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
@@ -136,12 +137,12 @@ fn prepare(l: &LbListener, core: &Arc<Core>) -> Result<Prepared, LbError> {
     })?;
     let tls = match &l.tls {
         None => None,
-        Some(files) => Some(TlsAcceptor::from(tls::server_config(files).map_err(|source| {
-            LbError::Tls {
+        Some(files) => Some(TlsAcceptor::from(skerry_certs::tls::server_config(files).map_err(
+            |source| LbError::Tls {
                 listener: l.name.clone(),
                 source: Box::new(source),
-            }
-        })?)),
+            },
+        )?)),
     };
     let bind_error = |source| LbError::Bind {
         listener: l.name.clone(),
@@ -266,34 +267,27 @@ impl BalancerHandle {
         self.local_addrs.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
     }
 
+    /// A cheap, cloneable view for the admin endpoint: backends, drain,
+    /// counters. It shares the balancer's state; after shutdown it still
+    /// answers, with the last figures.
+    pub fn view(&self) -> BalancerView {
+        BalancerView::new(Arc::clone(&self.core))
+    }
+
     /// Every backend of every pool, with health, drain state and counts.
     pub fn backends(&self) -> Vec<BackendStatus> {
-        self.core
-            .pools
-            .iter()
-            .flat_map(|p| p.members.iter().map(|b| b.status()))
-            .collect()
+        self.view().backends()
     }
 
     /// Drains (`true`: no new clients; its sessions stay) or undrains a
     /// pool member.
     pub fn drain(&self, pool: &str, member: &str, drain: bool) -> Result<(), LbError> {
-        let backend = self
-            .core
-            .pool(pool)
-            .and_then(|p| p.member(member))
-            .ok_or_else(|| LbError::UnknownBackend {
-                pool: pool.to_owned(),
-                member: member.to_owned(),
-            })?;
-        backend.set_draining(drain);
-        info!(pool, backend = member, drain, "backend drain changed");
-        Ok(())
+        self.view().drain(pool, member, drain)
     }
 
     /// The balancer-wide counters.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.core.metrics.snapshot()
+        self.view().metrics()
     }
 
     /// Stops accepting, closes sessions spread over `drain_window`, and

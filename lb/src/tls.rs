@@ -1,23 +1,19 @@
-//! TLS termination: the rustls server configuration built once at start
-//! from a listener's files (so a bad path is an error that names it, never
-//! a panic inside pingora), and what a finished handshake tells about the
-//! client for the PROXY header and the rate classes.
+//! TLS termination: what a finished handshake tells about the client, for
+//! the PROXY header and the rate classes. The rustls server configuration
+//! is `skerry_certs::tls::server_config`, shared with the broker's
+//! listeners, built once at start from a listener's files (so a bad path
+//! is an error that names it, never a panic inside pingora): client
+//! certificates required with `client_ca` + `require_certificate`,
+//! optional with `client_ca` alone, not asked for without it; the CRL
+//! checked for the client's own certificate.
 //!
 //! The handshake itself runs in the connection task with tokio-rustls
 //! rather than through pingora's `TlsSettings`: that bounds it by our own
 //! deadline (pingora's is a fixed 60 s), lets failures be counted, and
 //! keeps the ring provider explicit.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use rustls::server::WebPkiClientVerifier;
-use rustls::{CipherSuite, ProtocolVersion, RootCertStore, ServerConfig, ServerConnection};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
-use skerry_config::TlsFiles;
-
-use crate::error::TlsError;
+use rustls::{CipherSuite, ProtocolVersion, ServerConnection};
+use skerry_certs::tls::common_name;
 
 /// What a TLS client's handshake established.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,135 +77,9 @@ fn cipher_name(suite: CipherSuite) -> &'static str {
     }
 }
 
-/// The first CN of a DER certificate's subject.
-pub(crate) fn common_name(der: &[u8]) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
-    (!cn.is_empty()).then(|| cn.to_owned())
-}
-
-/// Builds the server configuration: client certificates are required with
-/// `client_ca` + `require_certificate`, optional with `client_ca` alone,
-/// not asked for without `client_ca`; the CRL (if any) is checked for the
-/// client's own certificate.
-pub(crate) fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain = read_certs("certificate chain", &files.cert)?;
-    let key = PrivateKeyDer::from_pem_slice(&read("private key", &files.key)?).map_err(|source| TlsError::Pem {
-        what: "private key",
-        path: files.key.clone(),
-        source,
-    })?;
-    let config_error = |source| TlsError::Config {
-        cert: files.cert.clone(),
-        key: files.key.clone(),
-        source,
-    };
-    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(config_error)?;
-    let builder = match &files.client_ca {
-        None => builder.with_no_client_auth(),
-        Some(ca) => builder.with_client_cert_verifier(client_verifier(files, ca, provider)?),
-    };
-    let config = builder.with_single_cert(chain, key).map_err(config_error)?;
-    Ok(Arc::new(config))
-}
-
-fn client_verifier(
-    files: &TlsFiles,
-    ca: &Path,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for cert in read_certs("client CA", ca)? {
-        roots.add(cert).map_err(|source| TlsError::ClientCa {
-            path: ca.to_owned(),
-            source,
-        })?;
-    }
-    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-    if let Some(crl) = &files.crl {
-        builder = builder.with_crls(read_crls(crl)?).only_check_end_entity_revocation();
-    }
-    if !files.require_certificate {
-        builder = builder.allow_unauthenticated();
-    }
-    builder.build().map_err(|source| TlsError::Verifier {
-        path: ca.to_owned(),
-        source,
-    })
-}
-
-fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        what,
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn pem_error(what: &'static str, path: &Path) -> impl Fn(rustls_pki_types::pem::Error) -> TlsError {
-    let path: PathBuf = path.to_owned();
-    move |source| TlsError::Pem {
-        what,
-        path: path.clone(),
-        source,
-    }
-}
-
-/// Every item of type `T` in a PEM file; a file without any is an error.
-fn read_all<T: PemObject>(what: &'static str, path: &Path) -> Result<Vec<T>, TlsError> {
-    let pem = read(what, path)?;
-    let items = T::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(pem_error(what, path))?;
-    if items.is_empty() {
-        return Err(pem_error(what, path)(rustls_pki_types::pem::Error::NoItemsFound));
-    }
-    Ok(items)
-}
-
-fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    read_all(what, path)
-}
-
-fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
-    read_all("CRL", path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn files(dir: &Path) -> TlsFiles {
-        TlsFiles {
-            cert: dir.join("server.crt"),
-            key: dir.join("server.key"),
-            client_ca: None,
-            require_certificate: false,
-            use_identity_as_username: false,
-            crl: None,
-            auto: None,
-        }
-    }
-
-    #[test]
-    fn missing_files_name_the_file() {
-        let dir = std::env::temp_dir().join("skerry-lb-no-such-dir");
-        let err = server_config(&files(&dir)).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                TlsError::Read {
-                    what: "certificate chain",
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        assert!(err.to_string().contains("server.crt"), "{err}");
-    }
 
     #[test]
     fn names_follow_openssl() {

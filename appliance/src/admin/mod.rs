@@ -35,10 +35,11 @@ pub(crate) struct AdminState {
 }
 
 impl AdminState {
-    pub(crate) fn new(nodes: Vec<NodeHandle>, token: Option<String>) -> Self {
-        let registry = metrics::registry(&nodes);
+    pub(crate) fn new(nodes: Vec<NodeHandle>, lb: Option<skerry_lb::BalancerView>, token: Option<String>) -> Self {
+        let registry = metrics::registry(&nodes, lb.as_ref());
         Self {
             nodes,
+            lb,
             token,
             ready: AtomicBool::new(false),
             registry,
