@@ -1,6 +1,7 @@
 //! Skerry's one end-to-end test binary: real processes, real listeners on
 //! ephemeral ports, real clients. One module per area.
 
+mod appliance;
 mod bench;
 mod broker_connect;
 mod broker_hostile;

@@ -1,0 +1,200 @@
+//! The appliance as an operator runs it: `skerry ca` makes the
+//! certificates, `skerry run -c` starts a balancer (mTLS, client-id
+//! stickiness, PROXY v2 with the CN) in front of two nodes, devices and a
+//! backend consumer use it with `mosquitto_pub`/`mosquitto_sub`, the admin
+//! endpoint and `skerry ctl` show what happened, SIGTERM stops it all.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use skerry_tests::{have, skerry, skerry_bin};
+
+/// A child process that is killed if the test ends early.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port nothing listens on right now (the OS picks it; we release it).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn ok(out: Output, what: &str) {
+    assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn config(dir: &Path, lb: u16, n1: u16, n2: u16, admin: u16) -> String {
+    let d = dir.display();
+    format!(
+        r#"admin:
+  bind: 127.0.0.1:{admin}
+broker:
+  allow_anonymous: false
+  acl:
+    - access: all
+      topic: devices/%u/#
+    - access: subscribe
+      topic: $share/backend/devices/+/telemetry
+      users: [backend-1]
+  store:
+    engine: memory
+  nodes:
+    - name: n1
+      listeners:
+        - bind: 127.0.0.1:{n1}
+          proxy_protocol: {{trusted: [127.0.0.1/32], use_cn_as_username: true}}
+    - name: n2
+      listeners:
+        - bind: 127.0.0.1:{n2}
+          proxy_protocol: {{trusted: [127.0.0.1/32], use_cn_as_username: true}}
+lb:
+  grace_period: 5s
+  drain_window: 1s
+  listeners:
+    - name: mqtts
+      bind: 127.0.0.1:{lb}
+      pool: nodes
+      tls:
+        cert: {d}/server.crt
+        key: {d}/server.key
+        client_ca: {d}/ca/ca.crt
+        require_certificate: true
+  pools:
+    - name: nodes
+      balance: client_id
+      proxy_protocol: v2_ssl_cn
+      health_check: {{kind: mqtt, interval: 500ms}}
+      members:
+        - {{name: n1, address: 127.0.0.1:{n1}}}
+        - {{name: n2, address: 127.0.0.1:{n2}}}
+"#
+    )
+}
+
+/// `mosquitto_*` arguments for a TLS client with the certificate `name`.
+fn tls_args(dir: &Path, port: u16, name: &str) -> Vec<String> {
+    let p = |f: &str| dir.join(f).display().to_string();
+    ["-h", "localhost", "-p", &port.to_string(), "--cafile", &p("ca/ca.crt")]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(["--cert".to_owned(), p(&format!("{name}.crt")), "--key".to_owned(), p(&format!("{name}.key"))])
+        .collect()
+}
+
+fn wait_ready(admin: u16, run: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        assert!(run.try_wait().unwrap().is_none(), "skerry run exited early");
+        let out = skerry(&["ctl", "--admin", &format!("127.0.0.1:{admin}"), "health"]);
+        if out.status.success() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("skerry run did not come up");
+}
+
+/// A plain HTTP/1.0 GET (the admin endpoint closes after answering).
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn device_to_shared_consumer_through_the_balancer() {
+    if !have("mosquitto_pub") {
+        eprintln!("skipped: mosquitto clients are not installed (bash tests/run installs them)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ca = dir.join("ca").display().to_string();
+    let at = |f: &str| dir.join(f).display().to_string();
+    ok(skerry(&["ca", "init", "--dir", &ca, "--cn", "Fleet CA"]), "ca init");
+    let server = ["ca", "issue", "server", "--dir", &ca, "--cn", "localhost", "--dns", "localhost"];
+    ok(skerry(&[&server[..], &["--ip", "127.0.0.1", "--out", &at("server")]].concat()), "issue server");
+    ok(skerry(&["ca", "issue", "client", "--dir", &ca, "--cn", "dev-42", "--out", &at("dev-42")]), "issue dev-42");
+    ok(skerry(&["ca", "issue", "client", "--dir", &ca, "--cn", "backend-1", "--out", &at("backend-1")]), "issue backend");
+
+    let (lb, n1, n2, admin) = (free_port(), free_port(), free_port(), free_port());
+    let yaml = dir.join("skerry.yaml");
+    std::fs::write(&yaml, config(dir, lb, n1, n2, admin)).unwrap();
+    let log = std::fs::File::create(dir.join("run.log")).unwrap();
+    let mut run = Running(Command::new(skerry_bin()).args(["run", "-c", yaml.to_str().unwrap()]).stderr(log).spawn().unwrap());
+    wait_ready(admin, &mut run.0);
+
+    // Until nodes are clustered, a shared consumer only sees messages
+    // published on its own node: pick a consumer client id the balancer's
+    // ring sends where dev-42 goes (the ring is the balancer's own).
+    let ring = skerry_lb::ring::Ring::new(["n1", "n2"]);
+    let device_node = ring.owner(b"dev-42").unwrap().to_owned();
+    let consumer = (0..100).map(|i| format!("ingest-{i}")).find(|id| ring.owner(id.as_bytes()) == Some(&device_node)).unwrap();
+
+    let mut sub = Command::new("mosquitto_sub")
+        .args(tls_args(dir, lb, "backend-1"))
+        .args(["-i", &consumer, "-t", "$share/backend/devices/+/telemetry", "-q", "1", "-C", "1", "-W", "20", "-v"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Publish until the consumer has subscribed and received (no fixed sleep).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sub.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        let out = Command::new("mosquitto_pub")
+            .args(tls_args(dir, lb, "dev-42"))
+            .args(["-i", "dev-42", "-c", "-q", "1", "-t", "devices/dev-42/telemetry", "-m", "21.5"])
+            .output()
+            .unwrap();
+        ok(out, "device publish");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = sub.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "devices/dev-42/telemetry 21.5");
+
+    // The ACL holds the device to devices/dev-42/#: a v5 publish elsewhere is refused.
+    let denied = Command::new("mosquitto_pub")
+        .args(tls_args(dir, lb, "dev-42"))
+        .args(["-V", "mqttv5", "-i", "dev-42-x", "-q", "1", "-t", "devices/dev-7/telemetry", "-m", "x"])
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&denied.stdout), String::from_utf8_lossy(&denied.stderr));
+    assert!(
+        !denied.status.success() || said.to_lowercase().contains("not authori"),
+        "publish outside devices/dev-42/ was accepted: {said}"
+    );
+
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let sessions = skerry(&["ctl", "--admin", &admin_addr, "sessions", "--search", "dev-42"]);
+    ok(sessions.clone(), "ctl sessions");
+    let table = String::from_utf8_lossy(&sessions.stdout);
+    assert!(table.contains("dev-42") && table.contains(&device_node), "{table}");
+
+    let metrics = http_get(&admin_addr, "/metrics");
+    assert!(metric(&metrics, "mqtt_publish_received_total") >= 1, "{metrics}");
+    assert!(metric(&metrics, "mqtt_publish_auth_error_total") >= 1, "{metrics}");
+    assert!(metric(&metrics, "lb_connections_total{result=\"proxied\"}") >= 3, "{metrics}");
+
+    // SIGTERM: everything stops, cleanly, well within the grace period.
+    let stopping = Instant::now();
+    Command::new("kill").args(["-TERM", &run.0.id().to_string()]).status().unwrap();
+    let status = run.0.wait().unwrap();
+    assert!(status.success(), "skerry run exited with {status}");
+    assert!(stopping.elapsed() < Duration::from_secs(10), "shutdown took {:?}", stopping.elapsed());
+}

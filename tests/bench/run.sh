@@ -1,0 +1,398 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark for issues 6 (balancer vs HAProxy) and 7 (broker vs
+# Mosquitto / rumqttd), in ONE run. Every server (brokers, balancers) is pinned
+# to CPU 0, the load generator (`skerry bench`, `openssl s_time`) to CPU 1.
+# All servers listen on free 127.0.0.1 ports picked at start.
+#
+# Usage: tests/bench/run.sh            (needs target/release/skerry built)
+# Env:   SKERRY=path RUMQTTD=path DUR=8s OUT=dir BG_MAX=25 (background CPU %
+#        above which a figure is re-measured once)
+# Output: $OUT/results.jsonl (one JSON object per row, with the exact command,
+#         load average and background CPU), $OUT/summary.md, logs per server.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+SKERRY=${SKERRY:-$ROOT/target/release/skerry}
+RUMQTTD=${RUMQTTD:-$(command -v rumqttd || echo "$HOME/.cargo/bin/rumqttd")}
+DUR=${DUR:-8s}
+BG_MAX=${BG_MAX:-25}
+OUT=${OUT:-$HERE/out/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+RES=$OUT/results.jsonl
+: > "$RES"
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  sleep 1
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "[$(date +%T)] $*" >&2; }
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 150); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  log "port $1 never opened"; return 1
+}
+# start NAME CMD...: runs CMD pinned to CPU 0, sets LASTPID.
+start() {
+  local name=$1; shift
+  taskset -c 0 "$@" > "$OUT/$name.log" 2>&1 &
+  LASTPID=$!
+  PIDS+=("$LASTPID")
+  echo "$name $LASTPID $*" >> "$OUT/servers.txt"
+}
+# Busy % of all CPUs over 1 s while nothing of ours runs = other people's load.
+bgcpu() {
+  local a b
+  a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))
+  local ta=0 tb=0 i
+  for i in 1 2 3 4 5 6 7 8; do ta=$((ta + a[i])); tb=$((tb + b[i])); done
+  local idle=$(( (b[4]+b[5]) - (a[4]+a[5]) )) tot=$((tb - ta))
+  echo $(( tot > 0 ? 100 * (tot - idle) / tot : 0 ))
+}
+# quiet: wait (up to 30 s) until background CPU <= BG_MAX; echoes last value.
+quiet() {
+  local bg
+  for _ in 1 2 3 4 5 6; do
+    bg=$(bgcpu)
+    [ "$bg" -le "$BG_MAX" ] && break
+    sleep 4
+  done
+  echo "$bg"
+}
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# bench ID TARGET_LABEL BENCH-ARGS...: one `skerry bench` row (re-run once if
+# background CPU was high before or after it).
+bench() {
+  local id=$1 target=$2; shift 2
+  local cmd=(taskset -c 1 "$SKERRY" bench "$@" --json -q)
+  local attempt bg bg2 load
+  for attempt in 1 2; do
+    bg=$(quiet); load=$(loadavg)
+    log "$id ($target) load=$load bg=$bg%: ${cmd[*]}"
+    "${cmd[@]}" > "$OUT/$id.json" 2> "$OUT/$id.err"
+    bg2=$(bgcpu)
+    if [ "$attempt" = 1 ] && { [ "$bg" -gt "$BG_MAX" ] || [ "$bg2" -gt "$BG_MAX" ]; }; then
+      log "  background CPU high ($bg% / $bg2%): measuring again"; continue
+    fi
+    break
+  done
+  if jq -e . "$OUT/$id.json" >/dev/null 2>&1; then
+    jq -c --arg id "$id" --arg target "$target" --arg load "$load" --arg bg "$bg/$bg2" \
+      --arg cmd "${cmd[*]}" '{id:$id,target:$target,load:$load,bg_cpu:$bg,cmd:$cmd}+.' "$OUT/$id.json" >> "$RES"
+  else
+    jq -nc --arg id "$id" --arg target "$target" --arg load "$load" --arg cmd "${cmd[*]}" \
+      --arg err "$(tail -c 400 "$OUT/$id.err")" '{id:$id,target:$target,load:$load,cmd:$cmd,error:$err}' >> "$RES"
+  fi
+}
+
+rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# rss ID TARGET_LABEL PID PORT: 10k idle connections, broker RSS before/during.
+rss() {
+  local id=$1 target=$2 pid=$3 port=$4
+  local cmd=(taskset -c 1 "$SKERRY" bench conn --clients 10000 --duration 10s --port "$port" --json -q)
+  local bg load before peak=0 r
+  bg=$(quiet); load=$(loadavg)
+  before=$(rss_kb "$pid")
+  log "$id ($target) load=$load bg=$bg% rss_before=${before}kB: ${cmd[*]}"
+  "${cmd[@]}" > "$OUT/$id.json" 2> "$OUT/$id.err" &
+  local bpid=$!
+  while kill -0 "$bpid" 2>/dev/null; do
+    r=$(rss_kb "$pid"); [ "${r:-0}" -gt "$peak" ] && peak=$r
+    sleep 0.5
+  done
+  wait "$bpid"
+  local after; sleep 1; after=$(rss_kb "$pid")
+  jq -c --arg id "$id" --arg target "$target" --arg load "$load" --arg bg "$bg" --arg cmd "${cmd[*]}" \
+    --argjson before "$before" --argjson peak "$peak" --argjson after "$after" \
+    '{id:$id,target:$target,load:$load,bg_cpu:$bg,cmd:$cmd,rss_before_kb:$before,rss_peak_kb:$peak,rss_after_kb:$after,
+      bytes_per_conn:((($peak-$before)*1024)/(if .connections>0 then .connections else 1 end)|floor)}+.' \
+    "$OUT/$id.json" >> "$RES" 2>/dev/null ||
+    jq -nc --arg id "$id" --arg err "$(tail -c 400 "$OUT/$id.err")" '{id:$id,error:$err}' >> "$RES"
+}
+
+# handshakes ID TARGET_LABEL PORT: mTLS full handshakes/s with openssl s_time.
+handshakes() {
+  local id=$1 target=$2 port=$3
+  local cmd=(taskset -c 1 openssl s_time -connect "127.0.0.1:$port" -new -cert "$CA/dev.crt" -key "$CA/dev.key" -CAfile "$CA/ca.crt" -time 10)
+  local bg load
+  bg=$(quiet); load=$(loadavg)
+  log "$id ($target) load=$load bg=$bg%: ${cmd[*]}"
+  "${cmd[@]}" > "$OUT/$id.txt" 2>&1
+  local line n secs
+  line=$(grep -m1 'connections in .* real seconds' "$OUT/$id.txt")
+  n=$(echo "$line" | awk '{print $1}'); secs=$(echo "$line" | sed -E 's/.* in ([0-9.]+) real seconds.*/\1/')
+  local conns_per_user; conns_per_user=$(grep -m1 'connections/user sec' "$OUT/$id.txt" | sed -E 's/.*; ([0-9.]+) connections\/user sec.*/\1/')
+  jq -nc --arg id "$id" --arg target "$target" --arg load "$load" --arg bg "$bg" --arg cmd "${cmd[*]}" \
+    --arg n "${n:-0}" --arg secs "${secs:-0}" --arg raw "$line" --arg cpu "${conns_per_user:-}" \
+    '{id:$id,target:$target,load:$load,bg_cpu:$bg,cmd:$cmd,handshakes:($n|tonumber),real_s:($secs|tonumber),
+      handshakes_per_sec:(if ($secs|tonumber)>0 then (($n|tonumber)/($secs|tonumber)*10|round/10) else 0 end),raw:$raw}' >> "$RES"
+}
+
+[ -x "$SKERRY" ] || { log "no $SKERRY: cargo build --release -p skerry"; exit 1; }
+HAVE_RUMQTTD=1; [ -x "$RUMQTTD" ] || { log "rumqttd not found: its rows are skipped"; HAVE_RUMQTTD=0; }
+
+# ---------------------------------------------------------------- ports
+P_SK=$(freeport)        # issue 7: Skerry node, one TCP listener
+P_MQ=$(freeport)        # Mosquitto (issue 7 peer, issue 6 backend without PROXY)
+P_RQ=$(freeport)        # rumqttd v4 listener
+P_RQ5=$(freeport); P_RQC=$(freeport)  # rumqttd v5 / console (required by its config)
+P_SL_DIRECT=$(freeport); P_SL_PROXY=$(freeport); P_SL_LB=$(freeport)  # issue 7: node+lb in one `skerry run`
+P_N6_DIRECT=$(freeport); P_N6_PROXY=$(freeport)                      # issue 6 backend node
+P_LB_NODE=$(freeport); P_LB_MQ=$(freeport); P_LB_TLS=$(freeport)     # `skerry lb`
+P_HA_NODE=$(freeport); P_HA_MQ=$(freeport); P_HA_TLS=$(freeport)     # haproxy
+
+# ---------------------------------------------------------------- certificates
+CA=$OUT/ca
+"$SKERRY" ca init --dir "$CA" --cn "Bench CA" > "$OUT/ca.log" 2>&1
+"$SKERRY" ca issue server --dir "$CA" --key-type ecdsa-p256 --cn localhost --dns localhost --ip 127.0.0.1 --out "$CA/server" >> "$OUT/ca.log" 2>&1
+"$SKERRY" ca issue client --dir "$CA" --cn dev-1 --key-type ecdsa-p256 --out "$CA/dev" >> "$OUT/ca.log" 2>&1
+cat "$CA/server.crt" "$CA/server.key" > "$CA/server.pem"
+
+# ---------------------------------------------------------------- configs
+SESS='  allow_anonymous: true
+  sessions:
+    max_inflight_messages: 100
+    max_online_messages: 1000000
+  store:
+    engine: memory'
+
+cat > "$OUT/skerry-node.yaml" <<EOF
+# Issue 7: a Skerry node alone, one TCP listener.
+broker:
+$SESS
+  nodes:
+    - name: bench
+      data_dir: $OUT/data/node7
+      listeners:
+        - name: tcp
+          bind: 127.0.0.1:$P_SK
+EOF
+
+cat > "$OUT/skerry-node-lb.yaml" <<EOF
+# Issue 7 "through the LB": one \`skerry run\` with a node and the balancer in
+# front of it (PROXY v2), plus a direct listener on the same node.
+broker:
+$SESS
+  nodes:
+    - name: bench
+      data_dir: $OUT/data/node7lb
+      listeners:
+        - name: direct
+          bind: 127.0.0.1:$P_SL_DIRECT
+        - name: from-lb
+          bind: 127.0.0.1:$P_SL_PROXY
+          proxy_protocol:
+            trusted: [127.0.0.1/32]
+lb:
+  listeners:
+    - name: mqtt
+      bind: 127.0.0.1:$P_SL_LB
+      pool: nodes
+  pools:
+    - name: nodes
+      balance: client_id
+      proxy_protocol: v2
+      members:
+        - name: bench
+          address: 127.0.0.1:$P_SL_PROXY
+EOF
+
+cat > "$OUT/skerry-node6.yaml" <<EOF
+# Issue 6 backend: a Skerry node with a direct listener and one that takes
+# PROXY v2 from the balancers.
+broker:
+$SESS
+  nodes:
+    - name: backend
+      data_dir: $OUT/data/node6
+      listeners:
+        - name: direct
+          bind: 127.0.0.1:$P_N6_DIRECT
+        - name: from-lb
+          bind: 127.0.0.1:$P_N6_PROXY
+          proxy_protocol:
+            trusted: [127.0.0.1/32]
+            use_cn_as_username: true
+EOF
+
+cat > "$OUT/skerry-lb.yaml" <<EOF
+# Issue 6: \`skerry lb\` alone, client-id stickiness, in front of the Skerry
+# node (PROXY v2) and of Mosquitto (no PROXY: Mosquitto 2.0 has none).
+lb:
+  listeners:
+    - name: to-node
+      bind: 127.0.0.1:$P_LB_NODE
+      pool: node
+    - name: to-mosquitto
+      bind: 127.0.0.1:$P_LB_MQ
+      pool: mosquitto
+    - name: mtls
+      bind: 127.0.0.1:$P_LB_TLS
+      pool: node-tls
+      tls:
+        cert: $CA/server.crt
+        key: $CA/server.key
+        client_ca: $CA/ca.crt
+        require_certificate: true
+  pools:
+    - name: node
+      balance: client_id
+      proxy_protocol: v2
+      members:
+        - name: backend
+          address: 127.0.0.1:$P_N6_PROXY
+    - name: node-tls
+      balance: client_id
+      proxy_protocol: v2_ssl_cn
+      members:
+        - name: backend
+          address: 127.0.0.1:$P_N6_PROXY
+    - name: mosquitto
+      balance: client_id
+      proxy_protocol: none
+      members:
+        - name: mosquitto
+          address: 127.0.0.1:$P_MQ
+EOF
+
+cat > "$OUT/haproxy.cfg" <<EOF
+# Issue 6: HAProxy with the same client-id stickiness (mqtt_field_value).
+global
+    maxconn 9000
+    log stderr format short local0 err
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+frontend to-node
+    bind 127.0.0.1:$P_HA_NODE
+    tcp-request inspect-delay 5s
+    tcp-request content accept if { req.payload(0,0),mqtt_is_valid }
+    default_backend node
+frontend to-mosquitto
+    bind 127.0.0.1:$P_HA_MQ
+    tcp-request inspect-delay 5s
+    tcp-request content accept if { req.payload(0,0),mqtt_is_valid }
+    default_backend mosquitto
+frontend mtls
+    bind 127.0.0.1:$P_HA_TLS ssl crt $CA/server.pem ca-file $CA/ca.crt verify required
+    tcp-request inspect-delay 5s
+    tcp-request content accept if { req.payload(0,0),mqtt_is_valid }
+    default_backend node-tls
+backend node
+    stick-table type string len 128 size 1m expire 1h
+    stick on req.payload(0,0),mqtt_field_value(connect,client_identifier)
+    server backend 127.0.0.1:$P_N6_PROXY send-proxy-v2
+backend node-tls
+    stick-table type string len 128 size 1m expire 1h
+    stick on req.payload(0,0),mqtt_field_value(connect,client_identifier)
+    server backend 127.0.0.1:$P_N6_PROXY send-proxy-v2-ssl-cn
+backend mosquitto
+    stick-table type string len 128 size 1m expire 1h
+    stick on req.payload(0,0),mqtt_field_value(connect,client_identifier)
+    server mosquitto 127.0.0.1:$P_MQ
+EOF
+
+cat > "$OUT/mosquitto.conf" <<EOF
+# Mosquitto 2.0 with the fair settings (its defaults drop under load).
+listener $P_MQ 127.0.0.1
+allow_anonymous true
+persistence false
+max_inflight_messages 100
+max_queued_messages 1000000
+log_dest stderr
+connection_messages false
+EOF
+
+sed -e "s/@V4@/$P_RQ/" -e "s/@V5@/$P_RQ5/" -e "s/@CONSOLE@/$P_RQC/" "$HERE/rumqttd.toml" > "$OUT/rumqttd.toml"
+
+# ---------------------------------------------------------------- servers
+start skerry-node   "$SKERRY" run -c "$OUT/skerry-node.yaml";    PID_SK=$LASTPID
+start mosquitto     mosquitto -c "$OUT/mosquitto.conf";          PID_MQ=$LASTPID
+if [ "$HAVE_RUMQTTD" = 1 ]; then
+  start rumqttd     "$RUMQTTD" -c "$OUT/rumqttd.toml";           PID_RQ=$LASTPID
+fi
+start skerry-node-lb "$SKERRY" run -c "$OUT/skerry-node-lb.yaml"; PID_SL=$LASTPID
+start skerry-node6  "$SKERRY" run -c "$OUT/skerry-node6.yaml";   PID_N6=$LASTPID
+wait_port "$P_N6_PROXY"; wait_port "$P_MQ"
+start skerry-lb     "$SKERRY" lb -c "$OUT/skerry-lb.yaml";       PID_LB=$LASTPID
+start haproxy       haproxy -db -f "$OUT/haproxy.cfg";           PID_HA=$LASTPID
+for p in $P_SK $P_MQ $P_SL_DIRECT $P_SL_LB $P_N6_DIRECT $P_LB_NODE $P_LB_MQ $P_LB_TLS $P_HA_NODE $P_HA_MQ $P_HA_TLS; do
+  wait_port "$p" || exit 1
+done
+[ "$HAVE_RUMQTTD" = 1 ] && { wait_port "$P_RQ" || HAVE_RUMQTTD=0; }
+sleep 2   # health checks settle
+{ echo "versions:"; "$SKERRY" --version; mosquitto -h 2>&1 | head -1; haproxy -v | head -1;
+  [ "$HAVE_RUMQTTD" = 1 ] && "$RUMQTTD" --version 2>&1 | head -1; openssl version; uname -r; nproc; } > "$OUT/versions.txt" 2>&1
+
+BROKERS=("skerry $P_SK"); BROKERS+=("mosquitto $P_MQ")
+[ "$HAVE_RUMQTTD" = 1 ] && BROKERS+=("rumqttd $P_RQ")
+
+# ================================================================ issue 7
+log "=== issue 7: RSS per idle connection (fresh brokers, before any traffic)"
+rss i7-rss-skerry skerry "$PID_SK" "$P_SK"
+rss i7-rss-mosquitto mosquitto "$PID_MQ" "$P_MQ"
+[ "$HAVE_RUMQTTD" = 1 ] && rss i7-rss-rumqttd rumqttd "$PID_RQ" "$P_RQ"
+
+log "=== issue 7: throughput and latency (scenario outer loop, brokers interleaved)"
+for b in "${BROKERS[@]}"; do set -- $b
+  bench "i7-fanin-q0-$1" "$1" fanin --publishers 8 --qos 0 --duration "$DUR" --port "$2"; done
+for b in "${BROKERS[@]}"; do set -- $b
+  bench "i7-fanin-q1-$1" "$1" fanin --publishers 8 --qos 1 --duration "$DUR" --port "$2"; done
+for b in "${BROKERS[@]}"; do set -- $b
+  bench "i7-shared-q1-$1" "$1" shared --publishers 8 --subscribers 4 --qos 1 --duration "$DUR" --port "$2"; done
+for b in "${BROKERS[@]}"; do set -- $b
+  bench "i7-fanout-q0-$1" "$1" fanout --subscribers 16 --qos 0 --duration "$DUR" --port "$2"; done
+for b in "${BROKERS[@]}"; do set -- $b
+  bench "i7-p99-4k-$1" "$1" fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$2"; done
+
+log "=== issue 7: through the in-process balancer vs direct (same skerry run)"
+bench i7-lb-direct skerry-node-direct fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_SL_DIRECT"
+bench i7-lb-via    skerry-run-lb      fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_SL_LB"
+
+# ================================================================ issue 6
+log "=== issue 6: fan-in QoS 1 through the balancers vs direct"
+bench i6-fanin-node-direct  node-direct         fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_N6_DIRECT"
+bench i6-fanin-node-skerry  skerry-lb-to-node   fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_LB_NODE"
+bench i6-fanin-node-haproxy haproxy-to-node     fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_HA_NODE"
+bench i6-fanin-mq-direct    mosquitto-direct    fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_MQ"
+bench i6-fanin-mq-skerry    skerry-lb-to-mosq   fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_LB_MQ"
+bench i6-fanin-mq-haproxy   haproxy-to-mosq     fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_HA_MQ"
+
+log "=== issue 6: p99 at a fixed 4k msg/s QoS 1"
+bench i6-p99-node-direct  node-direct        fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$P_N6_DIRECT"
+bench i6-p99-node-skerry  skerry-lb-to-node  fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$P_LB_NODE"
+bench i6-p99-node-haproxy haproxy-to-node    fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$P_HA_NODE"
+bench i6-p99-mq-direct    mosquitto-direct   fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$P_MQ"
+bench i6-p99-mq-skerry    skerry-lb-to-mosq  fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$P_LB_MQ"
+bench i6-p99-mq-haproxy   haproxy-to-mosq    fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$P_HA_MQ"
+
+log "=== issue 6: mTLS full handshakes/s (P-256 client cert from the bundled CA)"
+handshakes i6-tls-skerry  skerry-lb "$P_LB_TLS"
+handshakes i6-tls-haproxy haproxy   "$P_HA_TLS"
+
+# ---------------------------------------------------------------- summary
+{
+  echo "| id | target | msgs/s sent | msgs/s recv | lost | dup | conn err | disc | p50 µs | p99 µs | other | load avg | bg cpu % |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  jq -r 'def us: if . == null then "-" else (. * 1000 | round | tostring) end;
+    if .error then "| \(.id) | \(.target // "-") | ERROR: \(.error|gsub("\n";" ")) |||||||||||"
+    elif .handshakes_per_sec then "| \(.id) | \(.target) | - | - | - | - | - | - | - | - | \(.handshakes_per_sec) handshakes/s | \(.load) | \(.bg_cpu) |"
+    elif .scenario == "conn" then "| \(.id) | \(.target) | - | - | - | - | \(.connect_errors) | \(.disconnects) | - | - | \(.connections) conns, RSS \(.rss_before_kb)->\(.rss_peak_kb) kB, \(.bytes_per_conn) B/conn | \(.load) | \(.bg_cpu) |"
+    else "| \(.id) | \(.target) | \(.sent_per_sec) | \(.received_per_sec) | \(.lost) | \(.duplicates) | \(.connect_errors) | \(.disconnects) | \(.latency_ms.p50|us) | \(.latency_ms.p99|us) | - | \(.load) | \(.bg_cpu) |" end' "$RES"
+  echo
+  echo "Commands:"
+  jq -r '"- \(.id): `\(.cmd)`"' "$RES"
+} > "$OUT/summary.md"
+cat "$OUT/summary.md"
+log "results in $OUT"
