@@ -84,7 +84,12 @@ fn tls_args(dir: &Path, port: u16, name: &str) -> Vec<String> {
     ["-h", "localhost", "-p", &port.to_string(), "--cafile", &p("ca/ca.crt")]
         .iter()
         .map(|s| (*s).to_owned())
-        .chain(["--cert".to_owned(), p(&format!("{name}.crt")), "--key".to_owned(), p(&format!("{name}.key"))])
+        .chain([
+            "--cert".to_owned(),
+            p(&format!("{name}.crt")),
+            "--key".to_owned(),
+            p(&format!("{name}.key")),
+        ])
         .collect()
 }
 
@@ -129,16 +134,61 @@ fn device_to_shared_consumer_through_the_balancer() {
     let ca = dir.join("ca").display().to_string();
     let at = |f: &str| dir.join(f).display().to_string();
     ok(skerry(&["ca", "init", "--dir", &ca, "--cn", "Fleet CA"]), "ca init");
-    let server = ["ca", "issue", "server", "--dir", &ca, "--cn", "localhost", "--dns", "localhost"];
-    ok(skerry(&[&server[..], &["--ip", "127.0.0.1", "--out", &at("server")]].concat()), "issue server");
-    ok(skerry(&["ca", "issue", "client", "--dir", &ca, "--cn", "dev-42", "--out", &at("dev-42")]), "issue dev-42");
-    ok(skerry(&["ca", "issue", "client", "--dir", &ca, "--cn", "backend-1", "--out", &at("backend-1")]), "issue backend");
+    let server = [
+        "ca",
+        "issue",
+        "server",
+        "--dir",
+        &ca,
+        "--cn",
+        "localhost",
+        "--dns",
+        "localhost",
+    ];
+    ok(
+        skerry(&[&server[..], &["--ip", "127.0.0.1", "--out", &at("server")]].concat()),
+        "issue server",
+    );
+    ok(
+        skerry(&[
+            "ca",
+            "issue",
+            "client",
+            "--dir",
+            &ca,
+            "--cn",
+            "dev-42",
+            "--out",
+            &at("dev-42"),
+        ]),
+        "issue dev-42",
+    );
+    ok(
+        skerry(&[
+            "ca",
+            "issue",
+            "client",
+            "--dir",
+            &ca,
+            "--cn",
+            "backend-1",
+            "--out",
+            &at("backend-1"),
+        ]),
+        "issue backend",
+    );
 
     let (lb, n1, n2, admin) = (free_port(), free_port(), free_port(), free_port());
     let yaml = dir.join("skerry.yaml");
     std::fs::write(&yaml, config(dir, lb, n1, n2, admin)).unwrap();
     let log = std::fs::File::create(dir.join("run.log")).unwrap();
-    let mut run = Running(Command::new(skerry_bin()).args(["run", "-c", yaml.to_str().unwrap()]).stderr(log).spawn().unwrap());
+    let mut run = Running(
+        Command::new(skerry_bin())
+            .args(["run", "-c", yaml.to_str().unwrap()])
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     wait_ready(admin, &mut run.0);
 
     // Until nodes are clustered, a shared consumer only sees messages
@@ -146,11 +196,26 @@ fn device_to_shared_consumer_through_the_balancer() {
     // ring sends where dev-42 goes (the ring is the balancer's own).
     let ring = skerry_lb::ring::Ring::new(["n1", "n2"]);
     let device_node = ring.owner(b"dev-42").unwrap().to_owned();
-    let consumer = (0..100).map(|i| format!("ingest-{i}")).find(|id| ring.owner(id.as_bytes()) == Some(&device_node)).unwrap();
+    let consumer = (0..100)
+        .map(|i| format!("ingest-{i}"))
+        .find(|id| ring.owner(id.as_bytes()) == Some(&device_node))
+        .unwrap();
 
     let mut sub = Command::new("mosquitto_sub")
         .args(tls_args(dir, lb, "backend-1"))
-        .args(["-i", &consumer, "-t", "$share/backend/devices/+/telemetry", "-q", "1", "-C", "1", "-W", "20", "-v"])
+        .args([
+            "-i",
+            &consumer,
+            "-t",
+            "$share/backend/devices/+/telemetry",
+            "-q",
+            "1",
+            "-C",
+            "1",
+            "-W",
+            "20",
+            "-v",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -159,22 +224,50 @@ fn device_to_shared_consumer_through_the_balancer() {
     while sub.try_wait().unwrap().is_none() && Instant::now() < deadline {
         let out = Command::new("mosquitto_pub")
             .args(tls_args(dir, lb, "dev-42"))
-            .args(["-i", "dev-42", "-c", "-q", "1", "-t", "devices/dev-42/telemetry", "-m", "21.5"])
+            .args([
+                "-i",
+                "dev-42",
+                "-c",
+                "-q",
+                "1",
+                "-t",
+                "devices/dev-42/telemetry",
+                "-m",
+                "21.5",
+            ])
             .output()
             .unwrap();
         ok(out, "device publish");
         std::thread::sleep(Duration::from_millis(200));
     }
     let got = sub.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "devices/dev-42/telemetry 21.5");
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout).trim(),
+        "devices/dev-42/telemetry 21.5"
+    );
 
     // The ACL holds the device to devices/dev-42/#: a v5 publish elsewhere is refused.
     let denied = Command::new("mosquitto_pub")
         .args(tls_args(dir, lb, "dev-42"))
-        .args(["-V", "mqttv5", "-i", "dev-42-x", "-q", "1", "-t", "devices/dev-7/telemetry", "-m", "x"])
+        .args([
+            "-V",
+            "mqttv5",
+            "-i",
+            "dev-42-x",
+            "-q",
+            "1",
+            "-t",
+            "devices/dev-7/telemetry",
+            "-m",
+            "x",
+        ])
         .output()
         .unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&denied.stdout), String::from_utf8_lossy(&denied.stderr));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&denied.stdout),
+        String::from_utf8_lossy(&denied.stderr)
+    );
     assert!(
         !denied.status.success() || said.to_lowercase().contains("not authori"),
         "publish outside devices/dev-42/ was accepted: {said}"
@@ -189,12 +282,22 @@ fn device_to_shared_consumer_through_the_balancer() {
     let metrics = http_get(&admin_addr, "/metrics");
     assert!(metric(&metrics, "mqtt_publish_received_total") >= 1, "{metrics}");
     assert!(metric(&metrics, "mqtt_publish_auth_error_total") >= 1, "{metrics}");
-    assert!(metric(&metrics, "lb_connections_total{result=\"proxied\"}") >= 3, "{metrics}");
+    assert!(
+        metric(&metrics, "lb_connections_total{result=\"proxied\"}") >= 3,
+        "{metrics}"
+    );
 
     // SIGTERM: everything stops, cleanly, well within the grace period.
     let stopping = Instant::now();
-    Command::new("kill").args(["-TERM", &run.0.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &run.0.id().to_string()])
+        .status()
+        .unwrap();
     let status = run.0.wait().unwrap();
     assert!(status.success(), "skerry run exited with {status}");
-    assert!(stopping.elapsed() < Duration::from_secs(10), "shutdown took {:?}", stopping.elapsed());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        stopping.elapsed()
+    );
 }

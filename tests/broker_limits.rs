@@ -31,7 +31,11 @@ async fn max_message_rate_slows_a_chatty_client() {
             other => panic!("expected PUBACK, got {other:?}"),
         }
     }
-    assert!(started.elapsed() >= Duration::from_secs(2), "20 messages at 5/s went through in {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "20 messages at 5/s went through in {:?}",
+        started.elapsed()
+    );
     // A second client has its own budget and is not slowed by the first.
     let mut other = RawClient::connected(broker.tcp(), ProtocolVersion::V311, "quiet").await;
     let mut p = Publish::new("quiet/x", vec![1u8]);
@@ -48,7 +52,12 @@ fn passwd(file: &std::path::Path, user: &str, password: &str) -> std::process::E
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
     child.wait().unwrap()
 }
 
@@ -72,14 +81,33 @@ async fn passwd_users_log_in_with_their_password_only() {
     let port = broker.tcp().port().to_string();
     let publish = move |user: &str, password: &str| {
         Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &port, "-u", user, "-P", password, "-t", "t", "-m", "x", "-q", "1"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-u",
+                user,
+                "-P",
+                password,
+                "-t",
+                "t",
+                "-m",
+                "x",
+                "-q",
+                "1",
+            ])
             .output()
             .unwrap()
             .status
             .success()
     };
     let (good, wrong, unknown) = tokio::task::spawn_blocking(move || {
-        (publish("dev-1", "s3cret"), publish("dev-1", "other"), publish("nobody", "s3cret"))
+        (
+            publish("dev-1", "s3cret"),
+            publish("dev-1", "other"),
+            publish("nobody", "s3cret"),
+        )
     })
     .await
     .unwrap();

@@ -41,8 +41,14 @@ async fn v311_publish_reaches_subscriber_at_each_qos() {
     let (_sub, mut sub_el) = subscribed("sub", &broker, "sensors/+/temp", QoS::ExactlyOnce).await;
     let (publisher, mut pub_el) = AsyncClient::new(options("pub", &broker), 64);
     tokio::spawn(async move { while pub_el.poll().await.is_ok() {} });
-    for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce].into_iter().enumerate() {
-        publisher.publish(format!("sensors/{i}/temp"), qos, false, format!("t{i}")).await.unwrap();
+    for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
+        .into_iter()
+        .enumerate()
+    {
+        publisher
+            .publish(format!("sensors/{i}/temp"), qos, false, format!("t{i}"))
+            .await
+            .unwrap();
         let got = next_matching(&mut sub_el, |p| match p {
             Packet::Publish(p) => Some((p.topic.clone(), p.qos, p.payload.clone())),
             _ => None,
@@ -57,7 +63,10 @@ async fn v311_publish_reaches_subscriber_at_each_qos() {
 async fn retained_message_reaches_a_later_subscriber() {
     let broker = TestBroker::start("").await;
     let (publisher, mut pub_el) = AsyncClient::new(options("pub", &broker), 64);
-    publisher.publish("state/door", QoS::AtLeastOnce, true, "open").await.unwrap();
+    publisher
+        .publish("state/door", QoS::AtLeastOnce, true, "open")
+        .await
+        .unwrap();
     next_matching(&mut pub_el, |p| matches!(p, Packet::PubAck(_)).then_some(())).await;
     let (_sub, mut el) = subscribed("late", &broker, "state/#", QoS::AtLeastOnce).await;
     let got = next_matching(&mut el, |p| match p {
@@ -83,7 +92,10 @@ async fn persistent_session_gets_messages_sent_while_offline() {
 
     let (publisher, mut pub_el) = AsyncClient::new(options("pub", &broker), 64);
     for i in 0..5 {
-        publisher.publish(format!("jobs/{i}"), QoS::AtLeastOnce, false, vec![i]).await.unwrap();
+        publisher
+            .publish(format!("jobs/{i}"), QoS::AtLeastOnce, false, vec![i])
+            .await
+            .unwrap();
     }
     let mut acks = 0;
     while acks < 5 {
@@ -100,11 +112,13 @@ async fn persistent_session_gets_messages_sent_while_offline() {
     assert!(present, "session should be resumed");
     let mut got = Vec::new();
     while got.len() < 5 {
-        got.push(next_matching(&mut el, |p| match p {
-            Packet::Publish(p) => Some(p.payload[0]),
-            _ => None,
-        })
-        .await);
+        got.push(
+            next_matching(&mut el, |p| match p {
+                Packet::Publish(p) => Some(p.payload[0]),
+                _ => None,
+            })
+            .await,
+        );
     }
     assert_eq!(got, [0, 1, 2, 3, 4], "queued in order");
     broker.stop().await;

@@ -92,17 +92,19 @@ pub(crate) fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     if let CtlCommand::Health = args.command {
-        return Ok(match runtime.block_on(request(&args.admin, Method::GET, "/health", None)) {
-            Ok((StatusCode::OK, _)) => ExitCode::SUCCESS,
-            Ok((status, _)) => {
-                eprintln!("unhealthy: {status}");
-                ExitCode::FAILURE
-            }
-            Err(e) => {
-                eprintln!("unhealthy: {e:#}");
-                ExitCode::FAILURE
-            }
-        });
+        return Ok(
+            match runtime.block_on(request(&args.admin, Method::GET, "/health", None)) {
+                Ok((StatusCode::OK, _)) => ExitCode::SUCCESS,
+                Ok((status, _)) => {
+                    eprintln!("unhealthy: {status}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("unhealthy: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
+        );
     }
     let (method, path) = match &args.command {
         CtlCommand::Health => unreachable!("answered above"),

@@ -100,7 +100,10 @@ async fn supervise(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit
     if let Some(state) = &admin_state {
         state.ready.store(false, Ordering::Release);
     }
-    let grace = config.lb.as_ref().map_or(DEFAULT_GRACE, |l| l.grace_period.get() + Duration::from_secs(5));
+    let grace = config
+        .lb
+        .as_ref()
+        .map_or(DEFAULT_GRACE, |l| l.grace_period.get() + Duration::from_secs(5));
     let stop = async {
         // The balancer first: it stops taking clients and spreads their
         // closes over its drain window; then the nodes behind it.

@@ -45,7 +45,15 @@ impl Message {
         let expires_at = properties
             .message_expiry_interval
             .map(|secs| SystemTime::now() + Duration::from_secs(u64::from(secs)));
-        Self { topic, payload, qos, retain, properties, expires_at, publisher }
+        Self {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+            expires_at,
+            publisher,
+        }
     }
 
     /// Whole seconds left before expiry (at least 1), `None` when the

@@ -63,7 +63,9 @@ impl SessionState {
     pub(crate) fn next_packet_id(&mut self) -> Option<NonZeroU16> {
         for _ in 0..u16::MAX {
             self.last_packet_id = self.last_packet_id.wrapping_add(1);
-            let Some(id) = NonZeroU16::new(self.last_packet_id) else { continue };
+            let Some(id) = NonZeroU16::new(self.last_packet_id) else {
+                continue;
+            };
             if !self.inflight.iter().any(|(p, _)| *p == id) {
                 return Some(id);
             }

@@ -37,12 +37,22 @@ fn publish_once(node: &NodeShared, started: Instant) {
         ("messages/dropped", load(&s.queue_message_drop)),
         ("bytes/received", load(&s.bytes_received)),
         ("bytes/sent", load(&s.bytes_sent)),
-        ("subscriptions/count", node.router.read().subscription_count().to_string()),
+        (
+            "subscriptions/count",
+            node.router.read().subscription_count().to_string(),
+        ),
         ("retained messages/count", node.retained.read().len().to_string()),
     ];
     for (name, value) in values {
         let topic = ByteStr::from(format!("$SYS/broker/{name}"));
-        let msg = Message::new(topic, value.into(), QoS::AtMostOnce, true, PublishProperties::default(), None);
+        let msg = Message::new(
+            topic,
+            value.into(),
+            QoS::AtMostOnce,
+            true,
+            PublishProperties::default(),
+            None,
+        );
         node.publish(msg);
     }
 }

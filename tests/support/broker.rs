@@ -23,9 +23,14 @@ impl TestBroker {
             config.broker.store.engine = skerry_config::StoreEngine::Memory;
         }
         let node_cfg = config.broker.nodes.first().expect("a node in the test config");
-        let node = Node::start(node_cfg, &config.broker).await.unwrap_or_else(|e| panic!("start: {e}"));
+        let node = Node::start(node_cfg, &config.broker)
+            .await
+            .unwrap_or_else(|e| panic!("start: {e}"));
         let addrs = node.local_addrs().to_vec();
-        TestBroker { node: Some(node), addrs }
+        TestBroker {
+            node: Some(node),
+            addrs,
+        }
     }
 
     /// Starts a node with one plain TCP listener and `broker_extra` (YAML
@@ -39,7 +44,11 @@ impl TestBroker {
 
     /// The address of the listener called `name`.
     pub fn addr(&self, name: &str) -> SocketAddr {
-        self.addrs.iter().find(|(n, _)| n == name).map(|(_, a)| *a).unwrap_or_else(|| panic!("no listener {name}"))
+        self.addrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no listener {name}"))
     }
 
     /// The address of the first listener.
@@ -50,7 +59,12 @@ impl TestBroker {
     /// The node's counters as `(name, value)`.
     pub fn stat(&self, name: &str) -> u64 {
         let node = self.node.as_ref().expect("running");
-        node.stats().snapshot().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v).expect("known counter")
+        node.stats()
+            .snapshot()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .expect("known counter")
     }
 
     /// Shuts the node down and waits for it.

@@ -18,7 +18,11 @@ pub fn skerry_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
     let bin = dir.join(format!("skerry{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.is_file(), "{} is missing: run the tests with `bash tests/run` (it builds the binary first)", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the tests with `bash tests/run` (it builds the binary first)",
+        bin.display()
+    );
     bin
 }
 
@@ -30,5 +34,9 @@ pub fn skerry(args: &[&str]) -> Output {
 /// Whether an outside tool is installed; tests that need one say so and skip
 /// only when it is absent (`tests/run` installs them).
 pub fn have(tool: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
 }

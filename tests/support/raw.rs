@@ -41,7 +41,10 @@ impl RawClient {
     pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> RawClient {
         let stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        RawClient { inner: StreamClient::new(stream, version), version }
+        RawClient {
+            inner: StreamClient::new(stream, version),
+            version,
+        }
     }
 
     /// Connects with `connect` and returns the CONNACK.

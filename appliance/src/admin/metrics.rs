@@ -129,25 +129,97 @@ impl Collector for LbCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let m = self.0.metrics();
         let one = |v: u64| vec![(Vec::new(), v)];
-        family(&mut encoder, "lb_connections_active", "client connections open now", MetricType::Gauge, &one(m.connections_active))?;
+        family(
+            &mut encoder,
+            "lb_connections_active",
+            "client connections open now",
+            MetricType::Gauge,
+            &one(m.connections_active),
+        )?;
         let by = |pairs: Vec<(&'static str, u64)>, label: &'static str| -> Vec<(Vec<(&str, String)>, u64)> {
-            pairs.into_iter().map(|(k, v)| (vec![(label, k.to_owned())], v)).collect()
+            pairs
+                .into_iter()
+                .map(|(k, v)| (vec![(label, k.to_owned())], v))
+                .collect()
         };
         let outcomes = by(m.connections.iter().map(|(o, n)| (o.as_str(), *n)).collect(), "result");
-        family(&mut encoder, "lb_connections", "client connections ended, by result", MetricType::Counter, &outcomes)?;
+        family(
+            &mut encoder,
+            "lb_connections",
+            "client connections ended, by result",
+            MetricType::Counter,
+            &outcomes,
+        )?;
         let refusals = by(m.refusals.iter().map(|(r, n)| (r.as_str(), *n)).collect(), "reason");
-        family(&mut encoder, "lb_refusals", "connections refused before reaching a backend, by reason", MetricType::Counter, &refusals)?;
-        family(&mut encoder, "lb_bytes_to_backends", "bytes relayed from clients", MetricType::Counter, &one(m.bytes_to_backends))?;
-        family(&mut encoder, "lb_bytes_to_clients", "bytes relayed from backends", MetricType::Counter, &one(m.bytes_to_clients))?;
-        family(&mut encoder, "lb_tls_handshake_failures", "failed TLS handshakes", MetricType::Counter, &one(m.tls_handshake_failures))?;
+        family(
+            &mut encoder,
+            "lb_refusals",
+            "connections refused before reaching a backend, by reason",
+            MetricType::Counter,
+            &refusals,
+        )?;
+        family(
+            &mut encoder,
+            "lb_bytes_to_backends",
+            "bytes relayed from clients",
+            MetricType::Counter,
+            &one(m.bytes_to_backends),
+        )?;
+        family(
+            &mut encoder,
+            "lb_bytes_to_clients",
+            "bytes relayed from backends",
+            MetricType::Counter,
+            &one(m.bytes_to_clients),
+        )?;
+        family(
+            &mut encoder,
+            "lb_tls_handshake_failures",
+            "failed TLS handshakes",
+            MetricType::Counter,
+            &one(m.tls_handshake_failures),
+        )?;
         let backends = self.0.backends();
         let per = |read: fn(&skerry_lb::BackendStatus) -> u64| -> Vec<(Vec<(&str, String)>, u64)> {
-            backends.iter().map(|b| (vec![("pool", b.pool.clone()), ("backend", b.member.clone())], read(b))).collect()
+            backends
+                .iter()
+                .map(|b| (vec![("pool", b.pool.clone()), ("backend", b.member.clone())], read(b)))
+                .collect()
         };
-        family(&mut encoder, "lb_backend_up", "1 when the health check passes", MetricType::Gauge, &per(|b| u64::from(b.healthy)))?;
-        family(&mut encoder, "lb_backend_draining", "1 when drained by an operator", MetricType::Gauge, &per(|b| u64::from(b.draining)))?;
-        family(&mut encoder, "lb_backend_connections_active", "connections relayed now", MetricType::Gauge, &per(|b| b.active_connections))?;
-        family(&mut encoder, "lb_backend_connections", "connections relayed since start", MetricType::Counter, &per(|b| b.total_connections))?;
-        family(&mut encoder, "lb_backend_connect_failures", "failed backend connects", MetricType::Counter, &per(|b| b.connect_failures))
+        family(
+            &mut encoder,
+            "lb_backend_up",
+            "1 when the health check passes",
+            MetricType::Gauge,
+            &per(|b| u64::from(b.healthy)),
+        )?;
+        family(
+            &mut encoder,
+            "lb_backend_draining",
+            "1 when drained by an operator",
+            MetricType::Gauge,
+            &per(|b| u64::from(b.draining)),
+        )?;
+        family(
+            &mut encoder,
+            "lb_backend_connections_active",
+            "connections relayed now",
+            MetricType::Gauge,
+            &per(|b| b.active_connections),
+        )?;
+        family(
+            &mut encoder,
+            "lb_backend_connections",
+            "connections relayed since start",
+            MetricType::Counter,
+            &per(|b| b.total_connections),
+        )?;
+        family(
+            &mut encoder,
+            "lb_backend_connect_failures",
+            "failed backend connects",
+            MetricType::Counter,
+            &per(|b| b.connect_failures),
+        )
     }
 }

@@ -81,8 +81,29 @@ impl Conn {
             Err(e) => (Ending::Abnormal, Err(e)),
         };
         NodeStats::dec(&self.node.stats.clients_connected);
-        let Conn { node, mut io, session, state, rx, pending, will, p, mut control, .. } = self;
-        node.detach(&session, Leaving { state, rx, pending, ending: &ending, will }, &p);
+        let Conn {
+            node,
+            mut io,
+            session,
+            state,
+            rx,
+            pending,
+            will,
+            p,
+            mut control,
+            ..
+        } = self;
+        node.detach(
+            &session,
+            Leaving {
+                state,
+                rx,
+                pending,
+                ending: &ending,
+                will,
+            },
+            &p,
+        );
         if let Ending::TakenOver(done) = &ending {
             done.notify_one();
         }
@@ -203,7 +224,9 @@ impl Conn {
     /// Queues a v5 DISCONNECT with `reason` (3.x has no server DISCONNECT).
     pub(super) fn send_disconnect(&mut self, reason: ReasonCode) {
         if self.p.version == ProtocolVersion::V5 {
-            let _ = self.io.queue(&Packet::Disconnect(Disconnect::new(reason)), self.p.version);
+            let _ = self
+                .io
+                .queue(&Packet::Disconnect(Disconnect::new(reason)), self.p.version);
         }
     }
 

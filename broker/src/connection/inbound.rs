@@ -70,9 +70,19 @@ impl Conn {
                 return Ok(self.violation(ReasonCode::ReceiveMaximumExceeded, "too many QoS 2 messages unreleased"));
             }
         }
-        let allowed = self.node.acl().can_publish(&self.p.client_id, self.p.username.as_deref(), &p.topic);
+        let allowed = self
+            .node
+            .acl()
+            .can_publish(&self.p.client_id, self.p.username.as_deref(), &p.topic);
         let reason = if allowed {
-            let msg = Message::new(p.topic, p.payload, p.qos, p.retain, p.properties, Some(self.session.key));
+            let msg = Message::new(
+                p.topic,
+                p.payload,
+                p.qos,
+                p.retain,
+                p.properties,
+                Some(self.session.key),
+            );
             let (_, commit) = self.node.publish_durable(msg);
             // The acknowledgement queued below leaves only once this is durable.
             if let Some(commit) = commit.filter(|_| p.qos != QoS::AtMostOnce) {
@@ -83,7 +93,11 @@ impl Conn {
             debug!(topic = %p.topic, "publish denied by ACL");
             NodeStats::inc(&self.node.stats.mqtt_publish_auth_error);
             // 3.x has no negative acknowledgement: acknowledge and drop.
-            if self.p.version == ProtocolVersion::V5 { ReasonCode::NotAuthorized } else { ReasonCode::Success }
+            if self.p.version == ProtocolVersion::V5 {
+                ReasonCode::NotAuthorized
+            } else {
+                ReasonCode::Success
+            }
         };
         let ack = |id| Ack { reason, ..Ack::new(id) };
         match (p.qos, p.packet_id) {
@@ -108,7 +122,11 @@ impl Conn {
             return Err(ReasonCode::TopicAliasInvalid);
         }
         if p.topic.is_empty() {
-            p.topic = self.aliases_in.get(&alias.get()).cloned().ok_or(ReasonCode::ProtocolError)?;
+            p.topic = self
+                .aliases_in
+                .get(&alias.get())
+                .cloned()
+                .ok_or(ReasonCode::ProtocolError)?;
         } else {
             self.aliases_in.insert(alias.get(), ByteStr::clone(&p.topic));
         }
@@ -142,7 +160,10 @@ impl Conn {
     fn on_pubrec(&mut self, a: &Ack) -> Result<(), ConnError> {
         let Some(entry) = self.state.inflight.iter_mut().find(|(p, _)| *p == a.packet_id) else {
             // Unknown id: PUBREL with "not found" lets the client finish its side.
-            let rel = Ack { reason: ReasonCode::PacketIdentifierNotFound, ..Ack::new(a.packet_id) };
+            let rel = Ack {
+                reason: ReasonCode::PacketIdentifierNotFound,
+                ..Ack::new(a.packet_id)
+            };
             return self.send(&Packet::PubRel(rel));
         };
         if a.reason.is_error() {
@@ -159,8 +180,11 @@ impl Conn {
 
     /// PUBREL: the client releases a QoS 2 message we already routed.
     fn on_pubrel(&mut self, id: NonZeroU16) -> Result<(), ConnError> {
-        let reason =
-            if self.state.awaiting_rel.remove(&id) { ReasonCode::Success } else { ReasonCode::PacketIdentifierNotFound };
+        let reason = if self.state.awaiting_rel.remove(&id) {
+            ReasonCode::Success
+        } else {
+            ReasonCode::PacketIdentifierNotFound
+        };
         self.send(&Packet::PubComp(Ack { reason, ..Ack::new(id) }))
     }
 
@@ -183,13 +207,19 @@ impl Conn {
                 codes.push(ReasonCode::ProtocolError);
                 continue;
             }
-            let outcome = self.node.subscribe(&self.session, &mut self.state, &filter, options, sub_id);
+            let outcome = self
+                .node
+                .subscribe(&self.session, &mut self.state, &filter, options, sub_id);
             if !shared && outcome.send_retained(options) {
                 retained.push((filter, options));
             }
             codes.push(ReasonCode::granted(options.qos));
         }
-        let ack = SubAck { packet_id: s.packet_id, return_codes: codes, properties: Default::default() };
+        let ack = SubAck {
+            packet_id: s.packet_id,
+            return_codes: codes,
+            properties: Default::default(),
+        };
         self.send(&Packet::SubAck(ack))?;
         for (filter, options) in retained {
             for d in self.node.retained_for(&filter, options, sub_id) {
@@ -211,7 +241,11 @@ impl Conn {
                 }
             })
             .collect();
-        let ack = UnsubAck { packet_id: u.packet_id, reason_codes: codes, properties: Default::default() };
+        let ack = UnsubAck {
+            packet_id: u.packet_id,
+            reason_codes: codes,
+            properties: Default::default(),
+        };
         self.send(&Packet::UnsubAck(ack))
     }
 

@@ -57,7 +57,11 @@ impl Framed {
                 return Ok(Some((packet, before - self.rbuf.len())));
             }
             if self.stream.read_buf(&mut self.rbuf).await? == 0 {
-                return if self.rbuf.is_empty() { Ok(None) } else { Err(ConnError::Truncated) };
+                return if self.rbuf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(ConnError::Truncated)
+                };
             }
         }
     }
@@ -65,7 +69,10 @@ impl Framed {
     /// The next packet if one is already buffered, without reading.
     pub(crate) fn try_decode(&mut self) -> Result<Option<(Packet, usize)>, ConnError> {
         let before = self.rbuf.len();
-        Ok(self.decoder.decode(&mut self.rbuf)?.map(|p| (p, before - self.rbuf.len())))
+        Ok(self
+            .decoder
+            .decode(&mut self.rbuf)?
+            .map(|p| (p, before - self.rbuf.len())))
     }
 
     /// Encodes `packet` into the write buffer; returns its size.

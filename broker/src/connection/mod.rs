@@ -29,7 +29,8 @@ pub(crate) const RECEIVE_MAXIMUM: u16 = 128;
 
 /// Serves one accepted connection to its end.
 pub(crate) async fn serve(node: Arc<NodeShared>, accepted: Accepted) {
-    let span = info_span!("conn", peer = %accepted.peer, listener = %accepted.listener, client_id = tracing::field::Empty);
+    let span =
+        info_span!("conn", peer = %accepted.peer, listener = %accepted.listener, client_id = tracing::field::Empty);
     async move {
         match handshake(node, accepted).await {
             Ok(()) => debug!("connection closed"),
@@ -56,7 +57,10 @@ async fn handshake(node: Arc<NodeShared>, accepted: Accepted) -> Result<(), Conn
         }
         Ok(Ok(_)) => return Ok(()),
         Ok(Err(ConnError::Decode(e)))
-            if matches!(e.reason_code(), ReasonCode::UnsupportedProtocolVersion | ReasonCode::ClientIdentifierNotValid) =>
+            if matches!(
+                e.reason_code(),
+                ReasonCode::UnsupportedProtocolVersion | ReasonCode::ClientIdentifierNotValid
+            ) =>
         {
             // An unknown version, or a client id 3.1 / 3.1.1 forbid (MQTT-3.1.3-8
             // wants CONNACK 0x02): answer in the 3.1.1 form older clients read.
@@ -75,7 +79,9 @@ async fn handshake(node: Arc<NodeShared>, accepted: Accepted) -> Result<(), Conn
     match admit(&node, &connect, accepted.identity_username).await {
         Ok(admitted) => {
             tracing::Span::current().record("client_id", admitted.client_id.as_str());
-            let attached = node.attach(&admitted.client_id, &connect, admitted.username.clone()).await;
+            let attached = node
+                .attach(&admitted.client_id, &connect, admitted.username.clone())
+                .await;
             let params = Params::new(&node, &connect, &admitted, &attached, accepted.max_packet_size);
             let connack = params.connack(&connect, &admitted, attached.session_present);
             io.queue(&Packet::ConnAck(connack), version)?;
@@ -127,7 +133,11 @@ async fn admit(node: &NodeShared, c: &Connect, identity: Option<String>) -> Resu
         .await
         .map_err(|_| ReasonCode::UnspecifiedError)?;
     match identity {
-        Ok(identity) => Ok(Admitted { client_id, assigned, username: identity.username }),
+        Ok(identity) => Ok(Admitted {
+            client_id,
+            assigned,
+            username: identity.username,
+        }),
         Err(AuthError::BadCredentials) => Err(ReasonCode::BadUserNameOrPassword),
         Err(AuthError::NotAuthorized) => Err(ReasonCode::NotAuthorized),
     }

@@ -77,7 +77,10 @@ impl Conn {
         if self.p.version == ProtocolVersion::V5 {
             publish.properties = msg.properties.clone();
             publish.properties.message_expiry_interval = expiry;
-            publish.properties.subscription_identifiers.clone_from(&d.subscription_ids);
+            publish
+                .properties
+                .subscription_identifiers
+                .clone_from(&d.subscription_ids);
             new_alias = self.apply_alias(&mut publish);
         }
         let packet = Packet::Publish(publish);

@@ -42,12 +42,12 @@ impl Handshake {
     /// Checks and loads everything the handshake needs from `cfg`.
     pub(super) fn new(cfg: &skerry_config::Listener) -> Result<Self, ListenerError> {
         let tls = match (&cfg.tls, cfg.transport.is_tls()) {
-            (Some(files), true) => Some(TlsAcceptor::from(skerry_certs::tls::server_config(files).map_err(|source| {
-                ListenerError::Tls {
+            (Some(files), true) => Some(TlsAcceptor::from(skerry_certs::tls::server_config(files).map_err(
+                |source| ListenerError::Tls {
                     listener: cfg.name.clone(),
                     source: Box::new(source),
-                }
-            })?)),
+                },
+            )?)),
             (None, true) => {
                 return Err(ListenerError::MissingTls {
                     listener: cfg.name.clone(),

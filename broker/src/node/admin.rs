@@ -88,8 +88,13 @@ impl NodeHandle {
     }
 
     fn info(&self, s: &crate::session::Session) -> SessionInfo {
-        let mut subscriptions: Vec<String> =
-            self.0.router.read().filters_of(&Destination::Local(s.key)).map(|f| f.to_string()).collect();
+        let mut subscriptions: Vec<String> = self
+            .0
+            .router
+            .read()
+            .filters_of(&Destination::Local(s.key))
+            .map(|f| f.to_string())
+            .collect();
         subscriptions.sort();
         let inner = s.inner.lock();
         let offline_secs = inner
@@ -110,12 +115,15 @@ impl NodeHandle {
     /// Closes the client's connection (v5: DISCONNECT 0x98 administrative
     /// action); the session stays. `false` when the client is not connected.
     pub fn disconnect(&self, client_id: &str) -> bool {
-        let Some(session) = self.0.sessions.lock().get(client_id) else { return false };
+        let Some(session) = self.0.sessions.lock().get(client_id) else {
+            return false;
+        };
         let inner = session.inner.lock();
-        inner
-            .link
-            .as_ref()
-            .is_some_and(|l| l.control.send(Control::Disconnect(ReasonCode::AdministrativeAction)).is_ok())
+        inner.link.as_ref().is_some_and(|l| {
+            l.control
+                .send(Control::Disconnect(ReasonCode::AdministrativeAction))
+                .is_ok()
+        })
     }
 
     /// Every retained message, by topic.
@@ -125,7 +133,11 @@ impl NodeHandle {
             .matches("#")
             .into_iter()
             .chain(retained.matches("$SYS/#"))
-            .map(|m| RetainedInfo { topic: m.topic.to_string(), qos: m.qos as u8, payload_bytes: m.payload.len() })
+            .map(|m| RetainedInfo {
+                topic: m.topic.to_string(),
+                qos: m.qos as u8,
+                payload_bytes: m.payload.len(),
+            })
             .collect();
         out.sort_by(|a, b| a.topic.cmp(&b.topic));
         out

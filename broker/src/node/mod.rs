@@ -95,7 +95,10 @@ impl Limits {
             max_session_expiry: secs(s.max_session_expiry),
             persistent_client_expiration: s.persistent_client_expiration.map(secs),
             max_online: s.max_online_messages.max(1) as usize,
-            queue: QueueLimits { max_offline: s.max_offline_messages as usize, queue_type: s.queue_type },
+            queue: QueueLimits {
+                max_offline: s.max_offline_messages as usize,
+                queue_type: s.queue_type,
+            },
             max_message_rate: b.max_message_rate.and_then(quota),
         }
     }
@@ -109,8 +112,13 @@ fn quota(rate: skerry_config::units::Rate) -> Option<Quota> {
 
 /// The users file named by the configuration, if any.
 fn load_users(node: &str, broker: &skerry_config::Broker) -> Result<Option<Arc<Users>>, NodeError> {
-    let Some(path) = &broker.users_file else { return Ok(None) };
-    let users = Users::load(path).map_err(|source| NodeError::Users { node: node.to_owned(), source })?;
+    let Some(path) = &broker.users_file else {
+        return Ok(None);
+    };
+    let users = Users::load(path).map_err(|source| NodeError::Users {
+        node: node.to_owned(),
+        source,
+    })?;
     Ok(Some(Arc::new(users)))
 }
 
@@ -140,7 +148,10 @@ impl NodeShared {
 
     /// How long a new connection on `listener` has for its CONNECT.
     pub(crate) fn handshake_timeout(&self, listener: &str) -> Duration {
-        self.handshake_timeouts.get(listener).copied().unwrap_or(Duration::from_secs(5))
+        self.handshake_timeouts
+            .get(listener)
+            .copied()
+            .unwrap_or(Duration::from_secs(5))
     }
 
     pub(crate) fn authenticator(&self) -> Arc<Authenticator> {
@@ -204,7 +215,10 @@ impl Node {
         let users = load_users(&node.name, broker)?;
         let mut listeners = Vec::new();
         for cfg in &node.listeners {
-            let l = MqttListener::bind(cfg).map_err(|source| NodeError::Listener { node: node.name.clone(), source })?;
+            let l = MqttListener::bind(cfg).map_err(|source| NodeError::Listener {
+                node: node.name.clone(),
+                source,
+            })?;
             listeners.push(l);
         }
         let (store, snapshot) = open_store(node, broker)?;
@@ -217,7 +231,11 @@ impl Node {
         let shared = Arc::new(NodeShared {
             name: node.name.clone(),
             limits: Limits::new(broker),
-            handshake_timeouts: node.listeners.iter().map(|l| (Arc::from(l.name.as_str()), l.handshake_timeout.get())).collect(),
+            handshake_timeouts: node
+                .listeners
+                .iter()
+                .map(|l| (Arc::from(l.name.as_str()), l.handshake_timeout.get()))
+                .collect(),
             authenticator: RwLock::new(Arc::new(Authenticator::new(broker.allow_anonymous, users))),
             acl: RwLock::new(Arc::new(Acl::new(&broker.acl))),
             router: RwLock::new(Router::new(policy)),
@@ -297,4 +315,3 @@ impl Node {
         info!(node = %self.shared.name, "broker node stopped");
     }
 }
-

@@ -72,7 +72,12 @@ impl NodeShared {
         let matches = self.router.read().match_topic(&msg.topic, msg.publisher);
         let shared = matches.shared.iter().map(|s| {
             let m = s.member();
-            (m.destination.clone(), m.options.qos, m.options.retain_as_published, m.options.subscription_id.into_iter().collect())
+            (
+                m.destination.clone(),
+                m.options.qos,
+                m.options.retain_as_published,
+                m.options.subscription_id.into_iter().collect(),
+            )
         });
         let targets: Vec<_> = matches
             .deliveries
@@ -123,8 +128,12 @@ impl NodeShared {
             .write()
             .subscribe(filter, Destination::Local(session.key), router_options)
             .unwrap_or_default();
-        state.subscriptions.insert(filter.to_owned(), Subscription { options, id });
-        Subscribed { replaced: outcome.replaced }
+        state
+            .subscriptions
+            .insert(filter.to_owned(), Subscription { options, id });
+        Subscribed {
+            replaced: outcome.replaced,
+        }
     }
 
     /// Removes a subscription; `false` if there was none.

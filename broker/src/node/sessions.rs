@@ -37,7 +37,8 @@ impl Registry {
         self.next_key += 1;
         let key = SessionKey(self.next_key);
         let session = Arc::new(Session::new(key, Arc::from(client_id)));
-        self.by_client.insert(Arc::clone(&session.client_id), Arc::clone(&session));
+        self.by_client
+            .insert(Arc::clone(&session.client_id), Arc::clone(&session));
         self.by_key.insert(key, Arc::clone(&session));
         (session, false)
     }
@@ -50,7 +51,11 @@ impl Registry {
     /// Removes `session`; its client id may already belong to a successor
     /// (a clean start replaced it), which stays.
     fn remove(&mut self, session: &Session) {
-        if self.by_client.get(&session.client_id).is_some_and(|s| s.key == session.key) {
+        if self
+            .by_client
+            .get(&session.client_id)
+            .is_some_and(|s| s.key == session.key)
+        {
             self.by_client.remove(&session.client_id);
         }
         self.by_key.remove(&session.key);
@@ -129,7 +134,10 @@ impl NodeShared {
         let mut inner = session.inner.lock();
         inner.generation += 1;
         inner.pending_will = None;
-        inner.link = Some(Link { tx, control: control_tx });
+        inner.link = Some(Link {
+            tx,
+            control: control_tx,
+        });
         inner.expiry = expiry;
         inner.username = username;
         inner.disconnected_at = None;
@@ -137,15 +145,25 @@ impl NodeShared {
         let queue = std::mem::take(&mut inner.queue);
         drop(inner);
         self.router.write().set_online(&Destination::Local(session.key), true);
-        Attached { session: Arc::clone(&session), state, queue, rx, control, session_present: present, expiry }
+        Attached {
+            session: Arc::clone(&session),
+            state,
+            queue,
+            rx,
+            control,
+            session_present: present,
+            expiry,
+        }
     }
 
     /// The session expiry this connection gets, in seconds.
     fn granted_expiry(&self, c: &Connect) -> u32 {
         match c.protocol {
-            ProtocolVersion::V5 => {
-                c.properties.session_expiry_interval.unwrap_or(0).min(self.limits.max_session_expiry)
-            }
+            ProtocolVersion::V5 => c
+                .properties
+                .session_expiry_interval
+                .unwrap_or(0)
+                .min(self.limits.max_session_expiry),
             _ if c.clean_start => 0,
             _ => self.limits.persistent_client_expiration.unwrap_or(NEVER_EXPIRES),
         }
@@ -156,7 +174,10 @@ impl NodeShared {
         let done = Arc::new(Notify::new());
         let sent = {
             let inner = session.inner.lock();
-            inner.link.as_ref().is_some_and(|l| l.control.send(Control::TakeOver(Arc::clone(&done))).is_ok())
+            inner
+                .link
+                .as_ref()
+                .is_some_and(|l| l.control.send(Control::TakeOver(Arc::clone(&done))).is_ok())
         };
         if sent && tokio::time::timeout(TAKEOVER_TIMEOUT, done.notified()).await.is_err() {
             debug!(client_id = %session.client_id, "old connection did not let go in time");
@@ -167,7 +188,13 @@ impl NodeShared {
 
     /// Parks the state of a connection that ended, and handles expiry and will.
     pub(crate) fn detach(self: &Arc<Self>, session: &Arc<Session>, leaving: Leaving<'_>, p: &Params) {
-        let Leaving { state, mut rx, pending, ending, will } = leaving;
+        let Leaving {
+            state,
+            mut rx,
+            pending,
+            ending,
+            will,
+        } = leaving;
         let mut inner = session.inner.lock();
         inner.link = None;
         rx.close();
@@ -224,7 +251,9 @@ impl NodeShared {
             }
             let will = {
                 let mut inner = session.inner.lock();
-                (inner.generation == generation && inner.link.is_none()).then(|| inner.pending_will.take()).flatten()
+                (inner.generation == generation && inner.link.is_none())
+                    .then(|| inner.pending_will.take())
+                    .flatten()
             };
             if let Some(w) = will {
                 self.publish_will(w.msg);
@@ -290,5 +319,8 @@ fn will_message(w: LastWill, publisher: SessionKey) -> (Message, u32) {
         user_properties: p.user_properties,
         ..Default::default()
     };
-    (Message::new(w.topic, w.payload, w.qos, w.retain, properties, Some(publisher)), delay)
+    (
+        Message::new(w.topic, w.payload, w.qos, w.retain, properties, Some(publisher)),
+        delay,
+    )
 }

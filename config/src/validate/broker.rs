@@ -215,11 +215,16 @@ fn listener(cx: &mut Ctx<'_>, path: &str, raw: RawListener) -> Option<Listener> 
         .receive_buffer
         .and_then(|t| cx.unit::<ByteSize>(&join(path, "receive_buffer"), &t));
     let websocket_path = websocket_path(cx, path, transport, raw.websocket_path);
-    let default_name = bind.map(|b| format!("{}-{}", transport.as_str(), b.port())).unwrap_or_default();
+    let default_name = bind
+        .map(|b| format!("{}-{}", transport.as_str(), b.port()))
+        .unwrap_or_default();
     let name = raw.name.unwrap_or(default_name);
     let tls = match (transport.is_tls(), raw.tls) {
         (false, Some(_)) => {
-            let message = format!("tls settings on a listener with transport: {} (use tls or wss)", transport.as_str());
+            let message = format!(
+                "tls settings on a listener with transport: {} (use tls or wss)",
+                transport.as_str()
+            );
             cx.error(&join(path, "tls"), message);
             None
         }
@@ -300,4 +305,3 @@ pub(super) fn proxy(cx: &mut Ctx<'_>, path: &str, raw: &RawProxy) -> ProxyProtoc
         use_cn_as_username: raw.use_cn_as_username.unwrap_or(false),
     }
 }
-

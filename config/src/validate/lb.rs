@@ -92,7 +92,9 @@ fn listener(cx: &mut Ctx<'_>, path: &str, raw: RawLbListener, pools: &HashSet<St
             format_args!("no pool is named {:?} (pools: {})", raw.pool, known.join(", ")),
         );
     }
-    let name = raw.name.unwrap_or_else(|| bind.map(|b| format!("lb-{}", b.port())).unwrap_or_default());
+    let name = raw
+        .name
+        .unwrap_or_else(|| bind.map(|b| format!("lb-{}", b.port())).unwrap_or_default());
     let tls = raw.tls.and_then(|t| {
         let files = tls(cx, &join(path, "tls"), &name, t)?;
         if files.use_identity_as_username {

@@ -135,7 +135,10 @@ fn admin(cx: &mut Ctx<'_>, raw: RawAdmin) -> Option<Admin> {
         claim_port(cx, "admin.bind".to_owned(), addr);
     }
     let token_file = raw.token_file.map(|p| cx.existing_file("admin.token_file", &p));
-    Some(Admin { bind: bind?, token_file })
+    Some(Admin {
+        bind: bind?,
+        token_file,
+    })
 }
 
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];

@@ -20,7 +20,10 @@ pub(super) fn tls(cx: &mut Ctx<'_>, tls_path: &str, listener: &str, spec: RawTls
     let (cert, key, client_ca, auto) = if auto {
         for (key, given) in [("cert", raw.cert.is_some()), ("key", raw.key.is_some())] {
             if given {
-                cx.error(&join(tls_path, key), "with auto, the bundled CA issues cert and key: remove one or the other");
+                cx.error(
+                    &join(tls_path, key),
+                    "with auto, the bundled CA issues cert and key: remove one or the other",
+                );
             }
         }
         let ca_dir = cx.ca_dir().to_owned();
@@ -34,14 +37,24 @@ pub(super) fn tls(cx: &mut Ctx<'_>, tls_path: &str, listener: &str, spec: RawTls
         if let Some(i) = names.iter().position(String::is_empty) {
             cx.error(&format!("{tls_path}.names[{i}]"), "a certificate name cannot be empty");
         }
-        (Some(out.join("server.crt")), Some(out.join("server.key")), client_ca, Some(AutoTls { ca_dir, names }))
+        (
+            Some(out.join("server.crt")),
+            Some(out.join("server.key")),
+            client_ca,
+            Some(AutoTls { ca_dir, names }),
+        )
     } else {
         if raw.names.is_some() {
-            cx.error(&join(tls_path, "names"), "names only applies with auto: true (the certificate file has its own)");
+            cx.error(
+                &join(tls_path, "names"),
+                "names only applies with auto: true (the certificate file has its own)",
+            );
         }
         let cert = required(cx, tls_path, "cert", raw.cert);
         let key = required(cx, tls_path, "key", raw.key);
-        let client_ca = raw.client_ca.map(|p| cx.existing_file(&join(tls_path, "client_ca"), &p));
+        let client_ca = raw
+            .client_ca
+            .map(|p| cx.existing_file(&join(tls_path, "client_ca"), &p));
         (cert, key, client_ca, None)
     };
     if client_ca.is_none() {
@@ -51,10 +64,21 @@ pub(super) fn tls(cx: &mut Ctx<'_>, tls_path: &str, listener: &str, spec: RawTls
             ("crl", crl.is_some()),
         ];
         for (key, _) in needs.into_iter().filter(|(_, set)| *set) {
-            cx.error(&join(tls_path, key), "needs tls.client_ca: the CA bundle client certificates are verified against");
+            cx.error(
+                &join(tls_path, key),
+                "needs tls.client_ca: the CA bundle client certificates are verified against",
+            );
         }
     }
-    Some(TlsFiles { cert: cert?, key: key?, client_ca, require_certificate, use_identity_as_username, crl, auto })
+    Some(TlsFiles {
+        cert: cert?,
+        key: key?,
+        client_ca,
+        require_certificate,
+        use_identity_as_username,
+        crl,
+        auto,
+    })
 }
 
 fn required(cx: &mut Ctx<'_>, tls_path: &str, key: &str, value: Option<PathBuf>) -> Option<PathBuf> {
