@@ -26,7 +26,7 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn ok(out: Output, what: &str) {
+fn ok(out: &Output, what: &str) {
     assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -133,7 +133,7 @@ fn device_to_shared_consumer_through_the_balancer() {
     let dir = tmp.path();
     let ca = dir.join("ca").display().to_string();
     let at = |f: &str| dir.join(f).display().to_string();
-    ok(skerry(&["ca", "init", "--dir", &ca, "--cn", "Fleet CA"]), "ca init");
+    ok(&skerry(&["ca", "init", "--dir", &ca, "--cn", "Fleet CA"]), "ca init");
     let server = [
         "ca",
         "issue",
@@ -146,11 +146,11 @@ fn device_to_shared_consumer_through_the_balancer() {
         "localhost",
     ];
     ok(
-        skerry(&[&server[..], &["--ip", "127.0.0.1", "--out", &at("server")]].concat()),
+        &skerry(&[&server[..], &["--ip", "127.0.0.1", "--out", &at("server")]].concat()),
         "issue server",
     );
     ok(
-        skerry(&[
+        &skerry(&[
             "ca",
             "issue",
             "client",
@@ -164,7 +164,7 @@ fn device_to_shared_consumer_through_the_balancer() {
         "issue dev-42",
     );
     ok(
-        skerry(&[
+        &skerry(&[
             "ca",
             "issue",
             "client",
@@ -237,7 +237,7 @@ fn device_to_shared_consumer_through_the_balancer() {
             ])
             .output()
             .unwrap();
-        ok(out, "device publish");
+        ok(&out, "device publish");
         std::thread::sleep(Duration::from_millis(200));
     }
     let got = sub.wait_with_output().unwrap();
@@ -275,7 +275,7 @@ fn device_to_shared_consumer_through_the_balancer() {
 
     let admin_addr = format!("127.0.0.1:{admin}");
     let sessions = skerry(&["ctl", "--admin", &admin_addr, "sessions", "--search", "dev-42"]);
-    ok(sessions.clone(), "ctl sessions");
+    ok(&sessions, "ctl sessions");
     let table = String::from_utf8_lossy(&sessions.stdout);
     assert!(table.contains("dev-42") && table.contains(&device_node), "{table}");
 

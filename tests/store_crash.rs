@@ -102,7 +102,7 @@ impl Publisher {
     /// `crash/q1`, odd ones QoS 2 on `crash/q2`, the payload the index.
     async fn fill_window(&mut self) {
         while self.outstanding < WINDOW && self.next < 2 * N {
-            let (qos, topic) = if self.next % 2 == 0 {
+            let (qos, topic) = if self.next.is_multiple_of(2) {
                 (QoS::AtLeastOnce, "crash/q1")
             } else {
                 (QoS::ExactlyOnce, "crash/q2")

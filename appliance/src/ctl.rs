@@ -80,7 +80,7 @@ enum LbCommand {
     },
 }
 
-pub(crate) fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
     let token = match &args.token_file {
         Some(p) => Some(
             std::fs::read_to_string(p)

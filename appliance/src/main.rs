@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         Command::Config(cmd) => config_cmd::run(cmd),
         Command::Ca(args) => ca::run(args),
         Command::Passwd(args) => passwd::run(args),
-        Command::Ctl(args) => ctl::run(args),
+        Command::Ctl(args) => ctl::run(&args),
         Command::Bench(args) => bench::run(args),
         Command::Lb(args) => lb_cmd::run(args),
     };

@@ -15,29 +15,29 @@ pub(super) fn route(state: &AdminState, method: &Method, path: &str, query: &str
         .filter(|p| !p.is_empty())
         .collect();
     match (method, parts.as_slice()) {
-        (&Method::GET, ["sessions"]) => ok(sessions(state, &param(query, "search"))),
+        (&Method::GET, ["sessions"]) => ok(&sessions(state, &param(query, "search"))),
         (&Method::GET, ["sessions", id]) => match session(state, &decode(id)) {
-            Some(v) => ok(v),
+            Some(v) => ok(&v),
             None => not_found("no such session"),
         },
         (&Method::POST, ["sessions", id, "disconnect"]) => {
             let id = decode(id);
             if state.nodes.iter().any(|n| n.disconnect(&id)) {
-                ok(json!({ "disconnected": id }))
+                ok(&json!({ "disconnected": id }))
             } else {
                 not_found("client not connected")
             }
         }
-        (&Method::GET, ["retained"]) => ok(retained(state)),
+        (&Method::GET, ["retained"]) => ok(&retained(state)),
         (&Method::GET, ["lb", "backends"]) => match &state.lb {
-            Some(lb) => ok(backends(lb)),
+            Some(lb) => ok(&backends(lb)),
             None => not_found("this process runs no balancer"),
         },
         (&Method::POST, ["lb", "backends", pool, member, action @ ("drain" | "undrain")]) => match &state.lb {
             Some(lb) => {
                 let drain = *action == "drain";
                 match lb.drain(&decode(pool), &decode(member), drain) {
-                    Ok(()) => ok(json!({ "pool": decode(pool), "member": decode(member), "draining": drain })),
+                    Ok(()) => ok(&json!({ "pool": decode(pool), "member": decode(member), "draining": drain })),
                     Err(e) => not_found(&e.to_string()),
                 }
             }
@@ -47,7 +47,7 @@ pub(super) fn route(state: &AdminState, method: &Method, path: &str, query: &str
     }
 }
 
-fn ok(v: Value) -> Reply {
+fn ok(v: &Value) -> Reply {
     reply(StatusCode::OK, "application/json", v.to_string())
 }
 

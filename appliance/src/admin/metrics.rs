@@ -44,6 +44,9 @@ pub(super) fn render(registry: &Registry) -> Reply {
     }
 }
 
+/// Reads one gauge off a node.
+type NodeGauge = fn(&NodeHandle) -> u64;
+
 struct BrokerCollector {
     nodes: Vec<NodeHandle>,
 }
@@ -103,7 +106,7 @@ impl Collector for BrokerCollector {
             MetricType::Counter,
             &connacks,
         )?;
-        let gauges: [(&str, &str, fn(&NodeHandle) -> u64); 3] = [
+        let gauges: [(&str, &str, NodeGauge); 3] = [
             ("mqtt_clients_connected", "clients connected now", |n| {
                 n.stats().clients_connected.load(std::sync::atomic::Ordering::Relaxed)
             }),
