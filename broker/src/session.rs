@@ -166,14 +166,27 @@ impl Session {
     /// Hands a message to the session: to the connection when online, to
     /// the offline queue when offline and persistent (QoS 1/2 only).
     /// Queued messages are recorded in `batch` for the store.
-    pub(crate) fn deliver(&self, delivery: Delivery, limits: QueueLimits, stats: &NodeStats, batch: &mut Batch<'_>) {
+    ///
+    /// A QoS 1/2 message for a connected client whose channel is full is
+    /// handed back with the channel, so the publisher can wait for room
+    /// (backpressure) instead of the message being dropped.
+    pub(crate) fn deliver(
+        &self,
+        delivery: Delivery,
+        limits: QueueLimits,
+        stats: &NodeStats,
+        batch: &mut Batch<'_>,
+    ) -> Option<(mpsc::Sender<Delivery>, Delivery)> {
         let mut inner = self.inner.lock();
         let delivery = match &inner.link {
             Some(link) => match link.tx.try_send(delivery) {
-                Ok(()) => return,
+                Ok(()) => return None,
+                Err(mpsc::error::TrySendError::Full(d)) if d.qos != QoS::AtMostOnce => {
+                    return Some((link.tx.clone(), d));
+                }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     NodeStats::inc(&stats.queue_message_drop);
-                    return;
+                    return None;
                 }
                 // The connection is ending; it will park its state next.
                 Err(mpsc::error::TrySendError::Closed(d)) => d,
@@ -181,7 +194,7 @@ impl Session {
             None => delivery,
         };
         if delivery.qos == QoS::AtMostOnce || inner.expiry == 0 {
-            return;
+            return None;
         }
         let dropped = enqueue(&mut inner.queue, delivery, limits, stats, |d| {
             batch.enqueue(&self.client_id, d)
@@ -189,6 +202,7 @@ impl Session {
         if let Some(d) = dropped {
             batch.dropped(&self.client_id, &d);
         }
+        None
     }
 }
 

@@ -194,7 +194,8 @@ pub struct Sessions {
     /// it messages are dropped (`queue_type` decides which) and counted.
     pub max_offline_messages: u32,
     /// Messages waiting for a connected but slow client (beyond its inflight
-    /// window); beyond it new messages are dropped, whatever their QoS, and counted.
+    /// window); beyond it QoS 0 messages are dropped and counted, and QoS 1/2
+    /// publishers wait for room (up to 2 s, then the message is dropped and counted).
     pub max_online_messages: u32,
     /// QoS 1/2 messages sent and not yet acknowledged, per client (the v5
     /// client's Receive Maximum lowers it).

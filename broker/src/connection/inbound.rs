@@ -83,10 +83,16 @@ impl Conn {
                 p.properties,
                 Some(self.session.key),
             );
-            let (_, commit) = self.node.publish_durable(msg);
+            let published = self.node.publish_durable(msg);
             // The acknowledgement queued below leaves only once this is durable.
-            if let Some(commit) = commit.filter(|_| p.qos != QoS::AtMostOnce) {
+            if let Some(commit) = published.commit.filter(|_| p.qos != QoS::AtMostOnce) {
                 self.commits.push(commit);
+            }
+            // Backpressure: a subscriber that cannot keep up slows its
+            // publishers down (they are not acknowledged, and not read from)
+            // instead of losing their QoS 1/2 messages.
+            for c in published.congested {
+                self.node.wait_for_room(c).await;
             }
             ReasonCode::Success
         } else {

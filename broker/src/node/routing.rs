@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use skerry_codec::{QoS, SubscriptionOptions};
 use skerry_store::Commit;
+use tokio::sync::mpsc;
 
 use super::persist::Batch;
 use super::NodeShared;
@@ -12,6 +13,28 @@ use crate::message::{Delivery, Message};
 use crate::router::{self, Destination};
 use crate::session::{Session, SessionState, Subscription};
 use crate::stats::NodeStats;
+
+/// How long a publisher waits for room in a slow subscriber's channel before
+/// the message is dropped (counted). Bounded so that two clients publishing
+/// to each other cannot wait on each other for ever.
+const CONGESTION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What routing one message did.
+pub(crate) struct Published {
+    /// Sessions the message was handed to.
+    pub(crate) delivered: usize,
+    /// With `sync` durability, the commit the publisher's acknowledgement waits for.
+    pub(crate) commit: Option<Commit>,
+    /// QoS 1/2 deliveries whose connected recipient had no room yet.
+    pub(crate) congested: Vec<Congested>,
+}
+
+/// A delivery waiting for room in a connected recipient's channel.
+pub(crate) struct Congested {
+    session: Arc<Session>,
+    tx: mpsc::Sender<Delivery>,
+    delivery: Delivery,
+}
 
 /// What a SUBSCRIBE changed, for retained-message handling.
 #[derive(Debug, Clone, Copy)]
@@ -50,13 +73,16 @@ fn from_router_qos(q: router::QoS) -> QoS {
 impl NodeShared {
     /// Routes a message to every matching session; returns how many got it.
     pub(crate) fn publish(&self, msg: Message) -> usize {
-        self.publish_durable(msg).0
+        let published = self.publish_durable(msg);
+        // Nobody waits for a will or `$SYS`: what finds no room is dropped.
+        NodeStats::add(&self.stats.queue_message_drop, published.congested.len() as u64);
+        published.delivered
     }
 
     /// Routes a message; also returns, with `sync` durability, the commit
     /// that makes it durable for the offline persistent sessions it was
     /// queued for (and as retained): the publisher's acknowledgement waits for it.
-    pub(crate) fn publish_durable(&self, msg: Message) -> (usize, Option<Commit>) {
+    pub(crate) fn publish_durable(&self, msg: Message) -> Published {
         let msg = Arc::new(msg);
         let mut batch = Batch::new(&*self.store, &msg);
         if msg.retain {
@@ -87,6 +113,7 @@ impl NodeShared {
             .collect();
         let sessions = self.sessions.lock();
         let mut delivered = 0;
+        let mut congested = Vec::new();
         for (destination, qos, retain_as_published, subscription_ids) in targets {
             let Destination::Local(key) = destination else { continue };
             let Some(session) = sessions.by_key(key) else { continue };
@@ -97,7 +124,13 @@ impl NodeShared {
                 subscription_ids,
                 stored: None,
             };
-            session.deliver(delivery, self.limits.queue, &self.stats, &mut batch);
+            if let Some((tx, delivery)) = session.deliver(delivery, self.limits.queue, &self.stats, &mut batch) {
+                congested.push(Congested {
+                    session: Arc::clone(session),
+                    tx,
+                    delivery,
+                });
+            }
             delivered += 1;
         }
         // Submitted before the registry is released: a connection attaching
@@ -105,7 +138,30 @@ impl NodeShared {
         let commit = batch.submit();
         drop(sessions);
         NodeStats::add(&self.stats.router_matches_local, delivered as u64);
-        (delivered, commit)
+        Published {
+            delivered,
+            commit,
+            congested,
+        }
+    }
+
+    /// Waits (at most [`CONGESTION_WAIT`]) for room in a connected
+    /// recipient's channel; a recipient that went offline meanwhile gets the
+    /// message in its offline queue. Only a wait that runs out drops it.
+    pub(crate) async fn wait_for_room(&self, c: Congested) {
+        match tokio::time::timeout(CONGESTION_WAIT, c.tx.send(c.delivery)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(mpsc::error::SendError(delivery))) => {
+                let msg = Arc::clone(&delivery.msg);
+                let mut batch = Batch::new(&*self.store, &msg);
+                // Offline now: this queues it (or drops it, counted, if the queue is full).
+                let _ = c.session.deliver(delivery, self.limits.queue, &self.stats, &mut batch);
+                if let Some(commit) = batch.submit() {
+                    let _ = commit.await;
+                }
+            }
+            Err(_) => NodeStats::inc(&self.stats.queue_message_drop),
+        }
     }
 
     /// Adds (or replaces) a subscription of `session`.
