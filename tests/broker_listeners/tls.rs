@@ -3,12 +3,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use bytes::Bytes;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::ServerName;
 use skerry_certs::{Ca, CaOptions, Issued, RevocationReason, San, Selector};
 use skerry_codec::{ConnAck, Connect, ReasonCode};
 use skerry_tests::broker::TestBroker;
@@ -58,27 +55,7 @@ impl Pki {
 
     /// A TLS client trusting this CA, presenting `cert` if given.
     pub(super) fn connector(&self, cert: Option<&Issued>) -> TlsConnector {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = RootCertStore::empty();
-        for der in CertificateDer::pem_slice_iter(self.ca.cert_pem().as_bytes()) {
-            roots.add(der.expect("CA PEM")).expect("CA root");
-        }
-        let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_root_certificates(roots);
-        let config = match cert {
-            None => builder.with_no_client_auth(),
-            Some(issued) => {
-                let chain = CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
-                    .map(|c| c.expect("PEM"))
-                    .collect();
-                let key =
-                    PrivateKeyDer::from_pem_slice(issued.key_pem.as_deref().expect("key").as_bytes()).expect("key");
-                builder.with_client_auth_cert(chain, key).expect("client auth")
-            }
-        };
-        TlsConnector::from(Arc::new(config))
+        skerry_tests::tls::connector(&self.ca, cert)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod hostile;
 pub mod process;
 pub mod raw;
 pub mod stream;
+pub mod tls;
 pub mod wait;
 
 use std::path::PathBuf;
