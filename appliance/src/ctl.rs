@@ -91,40 +91,8 @@ pub(crate) fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    if let CtlCommand::Health = args.command {
-        return Ok(
-            match runtime.block_on(request(&args.admin, Method::GET, "/health", None)) {
-                Ok((StatusCode::OK, _)) => ExitCode::SUCCESS,
-                Ok((status, _)) => {
-                    eprintln!("unhealthy: {status}");
-                    ExitCode::FAILURE
-                }
-                Err(e) => {
-                    eprintln!("unhealthy: {e:#}");
-                    ExitCode::FAILURE
-                }
-            },
-        );
-    }
-    let (method, path) = match &args.command {
-        CtlCommand::Health => unreachable!("answered above"),
-        CtlCommand::Sessions { search } => (Method::GET, format!("/api/v1/sessions?search={}", encode(search))),
-        CtlCommand::Session(SessionCommand::Show { client_id }) => {
-            (Method::GET, format!("/api/v1/sessions/{}", encode(client_id)))
-        }
-        CtlCommand::Disconnect { client_id } => (
-            Method::POST,
-            format!("/api/v1/sessions/{}/disconnect", encode(client_id)),
-        ),
-        CtlCommand::Retained => (Method::GET, "/api/v1/retained".to_owned()),
-        CtlCommand::Lb(LbCommand::Backends) => (Method::GET, "/api/v1/lb/backends".to_owned()),
-        CtlCommand::Lb(LbCommand::Drain { pool, member, undo }) => {
-            let action = if *undo { "undrain" } else { "drain" };
-            (
-                Method::POST,
-                format!("/api/v1/lb/backends/{}/{}/{action}", encode(pool), encode(member)),
-            )
-        }
+    let Some((method, path)) = api_call(&args.command) else {
+        return Ok(health(&runtime, &args.admin));
     };
     let body = runtime.block_on(call(&args.admin, method, &path, token.as_deref()))?;
     let out = if args.json {
@@ -145,6 +113,46 @@ async fn call(admin: &str, method: Method, path: &str, token: Option<&str>) -> a
         bail!("{status}: {why}");
     }
     Ok(body)
+}
+
+/// The API request behind a command; `None` for `health`, which asks the
+/// liveness probe instead.
+fn api_call(cmd: &CtlCommand) -> Option<(Method, String)> {
+    Some(match cmd {
+        CtlCommand::Health => return None,
+        CtlCommand::Sessions { search } => (Method::GET, format!("/api/v1/sessions?search={}", encode(search))),
+        CtlCommand::Session(SessionCommand::Show { client_id }) => {
+            (Method::GET, format!("/api/v1/sessions/{}", encode(client_id)))
+        }
+        CtlCommand::Disconnect { client_id } => (
+            Method::POST,
+            format!("/api/v1/sessions/{}/disconnect", encode(client_id)),
+        ),
+        CtlCommand::Retained => (Method::GET, "/api/v1/retained".to_owned()),
+        CtlCommand::Lb(LbCommand::Backends) => (Method::GET, "/api/v1/lb/backends".to_owned()),
+        CtlCommand::Lb(LbCommand::Drain { pool, member, undo }) => {
+            let action = if *undo { "undrain" } else { "drain" };
+            (
+                Method::POST,
+                format!("/api/v1/lb/backends/{}/{}/{action}", encode(pool), encode(member)),
+            )
+        }
+    })
+}
+
+/// `skerry ctl health`: 0 when `/health` answers 200.
+fn health(runtime: &tokio::runtime::Runtime, admin: &str) -> ExitCode {
+    match runtime.block_on(request(admin, Method::GET, "/health", None)) {
+        Ok((StatusCode::OK, _)) => ExitCode::SUCCESS,
+        Ok((status, _)) => {
+            eprintln!("unhealthy: {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// One HTTP/1.1 request to the admin endpoint: status and body.
