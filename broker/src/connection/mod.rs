@@ -44,7 +44,7 @@ pub(crate) async fn serve(node: Arc<NodeShared>, accepted: Accepted) {
 async fn handshake(node: Arc<NodeShared>, accepted: Accepted) -> Result<(), ConnError> {
     // One deadline from accept on: time spent on TLS or a PROXY header is
     // not given again for the CONNECT.
-    let deadline = accepted.accepted_at + node.handshake_timeout(&accepted.listener);
+    let deadline = accepted.handshake_deadline;
     let mut io = Framed::new(accepted.stream, accepted.max_packet_size);
     let connect = match timeout_at(deadline, io.read_packet()).await {
         Err(_) => {

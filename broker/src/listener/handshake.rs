@@ -85,7 +85,7 @@ impl Handshake {
         H: Fn(Accepted) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let accepted_at = tokio::time::Instant::now();
+        let handshake_deadline = tokio::time::Instant::now() + self.timeout;
         let _active = stats.on_accept();
         if let Some(proxy) = &self.proxy {
             if !proxy::is_trusted(&proxy.trusted, peer) {
@@ -106,7 +106,7 @@ impl Handshake {
                 return;
             }
         };
-        let established = match tokio::time::timeout_at(accepted_at + self.timeout, self.handshake(tcp, peer)).await {
+        let established = match tokio::time::timeout_at(handshake_deadline, self.handshake(tcp, peer)).await {
             Ok(Ok(established)) => established,
             Ok(Err(error)) => return self.failed(&stats, peer, &error),
             Err(_) => return self.failed(&stats, peer, &HandshakeError::Timeout),
@@ -120,7 +120,7 @@ impl Handshake {
             cert_cn: established.cert_cn,
             identity_username: established.identity_username,
             max_packet_size: self.max_packet_size,
-            accepted_at,
+            handshake_deadline,
             permit,
         })
         .await;

@@ -75,10 +75,10 @@ pub struct Accepted {
     pub identity_username: Option<String>,
     /// The listener's largest MQTT packet.
     pub max_packet_size: u32,
-    /// When the socket was accepted. `handshake_timeout` covers the
-    /// transport handshake *and* the CONNECT from this instant on, so a
-    /// client slow in one step gets no fresh allowance for the next.
-    pub accepted_at: tokio::time::Instant,
+    /// Accept time plus the listener's `handshake_timeout`: the transport
+    /// handshake *and* the CONNECT must be done by then, so a client slow
+    /// in one step gets no fresh allowance for the next.
+    pub handshake_deadline: tokio::time::Instant,
     /// The connection's place under `max_connections`; keep it until the
     /// connection closes.
     pub permit: OwnedSemaphorePermit,
@@ -94,7 +94,7 @@ impl fmt::Debug for Accepted {
             .field("cert_cn", &self.cert_cn)
             .field("identity_username", &self.identity_username)
             .field("max_packet_size", &self.max_packet_size)
-            .field("accepted_at", &self.accepted_at)
+            .field("handshake_deadline", &self.handshake_deadline)
             .finish_non_exhaustive()
     }
 }

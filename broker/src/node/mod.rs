@@ -9,7 +9,6 @@ mod restore;
 mod routing;
 mod sessions;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -126,7 +125,6 @@ fn load_users(node: &str, broker: &skerry_config::Broker) -> Result<Option<Arc<U
 pub(crate) struct NodeShared {
     pub(crate) name: String,
     limits: Limits,
-    handshake_timeouts: HashMap<Arc<str>, Duration>,
     authenticator: RwLock<Arc<Authenticator>>,
     acl: RwLock<Arc<Acl>>,
     pub(crate) router: RwLock<Router>,
@@ -144,14 +142,6 @@ pub(crate) struct NodeShared {
 impl NodeShared {
     pub(crate) fn limits(&self) -> &Limits {
         &self.limits
-    }
-
-    /// How long a new connection on `listener` has for its CONNECT.
-    pub(crate) fn handshake_timeout(&self, listener: &str) -> Duration {
-        self.handshake_timeouts
-            .get(listener)
-            .copied()
-            .unwrap_or(Duration::from_secs(5))
     }
 
     pub(crate) fn authenticator(&self) -> Arc<Authenticator> {
@@ -231,11 +221,6 @@ impl Node {
         let shared = Arc::new(NodeShared {
             name: node.name.clone(),
             limits: Limits::new(broker),
-            handshake_timeouts: node
-                .listeners
-                .iter()
-                .map(|l| (Arc::from(l.name.as_str()), l.handshake_timeout.get()))
-                .collect(),
             authenticator: RwLock::new(Arc::new(Authenticator::new(broker.allow_anonymous, users))),
             acl: RwLock::new(Arc::new(Acl::new(&broker.acl))),
             router: RwLock::new(Router::new(policy)),
