@@ -231,6 +231,11 @@ impl Pki {
         self.ca
             .revoke(&skerry_certs::Selector::Cn(cn.to_owned()), reason)
             .expect("revoke");
+        self.write_crl();
+    }
+
+    /// Writes the CA's current CRL to `crl.pem` (relative to [`Pki::base`]).
+    pub(crate) fn write_crl(&mut self) {
         let path = self.dir.path().join("crl.pem");
         self.ca.crl(time::Duration::days(1), Some(&path)).expect("CRL");
     }

@@ -85,15 +85,22 @@ async fn supervise(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let failure = loop {
-        let failed = async {
+        let node_failed = async {
             let waits = nodes.iter_mut().map(|n| Box::pin(n.failed()));
             futures_select_all(waits).await
+        };
+        let lb_failed = async {
+            match &lb {
+                Some(lb) => lb.failed().await,
+                None => std::future::pending().await,
+            }
         };
         tokio::select! {
             _ = term.recv() => break None,
             _ = int.recv() => break None,
-            _ = hup.recv() => reload(path.as_deref(), &config, &handles),
-            why = failed => break Some(why),
+            _ = hup.recv() => reload(path.as_deref(), &config, &handles, lb.as_ref()),
+            why = node_failed => break Some(why),
+            why = lb_failed => break Some(why),
         }
     };
     notify_systemd(sd_notify::NotifyState::Stopping);
@@ -140,8 +147,14 @@ async fn futures_select_all<F: std::future::Future<Output = String> + Unpin>(fut
 }
 
 /// SIGHUP: re-reads the file and applies what can change live (users,
-/// ACLs); names the changes that need a restart.
-fn reload(path: Option<&Path>, running: &Config, nodes: &[skerry_broker::NodeHandle]) {
+/// ACLs, TLS files and CRLs, the balancer's rates, caps, classes and pool
+/// members); names the changes that need a restart.
+fn reload(
+    path: Option<&Path>,
+    running: &Config,
+    nodes: &[skerry_broker::NodeHandle],
+    lb: Option<&skerry_lb::BalancerHandle>,
+) {
     let Some(path) = path else {
         info!("SIGHUP: running the embedded default, nothing to reload");
         return;
@@ -154,24 +167,77 @@ fn reload(path: Option<&Path>, running: &Config, nodes: &[skerry_broker::NodeHan
         }
     };
     for node in nodes {
-        if let Err(e) = node.reload(&new.broker) {
-            error!(node = node.name(), error = %e, "SIGHUP: reload failed, keeping the running settings");
+        for e in node.reload(&new.broker) {
+            error!(error = %e, "SIGHUP: not reloaded, keeping the running setting");
         }
     }
-    let needs_restart: Vec<&str> = [
-        ("broker.nodes", running.broker.nodes != new.broker.nodes),
-        ("broker.sessions", running.broker.sessions != new.broker.sessions),
-        ("lb", running.lb != new.lb),
-        ("admin", running.admin != new.admin),
-        ("logging", running.logging != new.logging),
-    ]
-    .into_iter()
-    .filter_map(|(section, changed)| changed.then_some(section))
-    .collect();
+    let mut needs_restart = broker_needs_restart(&running.broker, &new.broker);
+    match (lb, &new.lb) {
+        (Some(lb), Some(new_lb)) => {
+            let done = lb.reload(new_lb);
+            for e in done.errors {
+                error!(error = %e, "SIGHUP: not reloaded, keeping the running setting");
+            }
+            needs_restart.extend(done.needs_restart);
+        }
+        (None, None) => {}
+        _ => needs_restart.push("lb".to_owned()),
+    }
+    needs_restart.extend(
+        [
+            ("admin", running.admin != new.admin),
+            ("logging", running.logging != new.logging),
+        ]
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(section, _)| section.to_owned()),
+    );
     if needs_restart.is_empty() {
-        info!("SIGHUP: reloaded users and ACLs");
+        info!("SIGHUP: configuration reloaded");
     } else {
-        warn!(sections = ?needs_restart, "SIGHUP: reloaded users and ACLs; these changes need a restart");
+        warn!(keys = ?needs_restart, "SIGHUP: configuration reloaded except these changes, which need a restart");
+    }
+}
+
+/// The broker settings `new` changes that only a restart applies: all but
+/// `users_file`, `allow_anonymous` and `acl` (the TLS files behind a
+/// listener are re-read, but a listener whose settings change is restarted).
+fn broker_needs_restart(running: &skerry_config::Broker, new: &skerry_config::Broker) -> Vec<String> {
+    let live = skerry_config::Broker {
+        users_file: new.users_file.clone(),
+        allow_anonymous: new.allow_anonymous,
+        acl: new.acl.clone(),
+        ..running.clone()
+    };
+    if live == *new {
+        return Vec::new();
+    }
+    let changed = [
+        ("broker.max_message_rate", live.max_message_rate != new.max_message_rate),
+        ("broker.max_message_size", live.max_message_size != new.max_message_size),
+        ("broker.max_keep_alive", live.max_keep_alive != new.max_keep_alive),
+        (
+            "broker.topic_alias_maximum",
+            live.topic_alias_maximum != new.topic_alias_maximum,
+        ),
+        (
+            "broker.shared_subscription_policy",
+            live.shared_subscription_policy != new.shared_subscription_policy,
+        ),
+        ("broker.sys_interval", live.sys_interval != new.sys_interval),
+        ("broker.sessions", live.sessions != new.sessions),
+        ("broker.store", live.store != new.store),
+        ("broker.nodes", live.nodes != new.nodes),
+    ];
+    let keys: Vec<String> = changed
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(key, _)| key.to_owned())
+        .collect();
+    if keys.is_empty() {
+        vec!["broker".to_owned()]
+    } else {
+        keys
     }
 }
 

@@ -1,14 +1,15 @@
 //! TLS for every listener that terminates it (broker `tls`/`wss` listeners
-//! and the balancer's): the rustls server configuration built once at bind
-//! time from the PEM files named in the configuration, and the client
-//! certificate's common name read after each handshake.
+//! and the balancer's): the rustls server configuration built at bind time
+//! from the PEM files named in the configuration and rebuilt from the same
+//! files on reload ([`ServerTls`]), and the client certificate's common
+//! name read after each handshake.
 //!
 //! The ring provider is passed explicitly, so no process-wide default
 //! provider has to be installed first.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
@@ -36,6 +37,43 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
         .with_single_cert(chain, key)
         .map_err(|source| config_error(files, source))?;
     Ok(Arc::new(config))
+}
+
+/// A listener's TLS configuration that can be re-read from its files
+/// (SIGHUP: a new CRL, a renewed certificate or CA bundle). Handshakes
+/// started after [`ServerTls::reload`] use the new files; connections up
+/// already keep theirs.
+#[derive(Debug)]
+pub struct ServerTls {
+    files: TlsFiles,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl ServerTls {
+    /// Loads `files`; every problem names its file.
+    pub fn load(files: &TlsFiles) -> Result<ServerTls, TlsError> {
+        Ok(ServerTls {
+            files: files.clone(),
+            current: RwLock::new(server_config(files)?),
+        })
+    }
+
+    /// The configuration for the next handshake.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Re-reads the files. On error the running configuration stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = server_config(&self.files)?;
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+
+    /// The files this configuration comes from.
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
 }
 
 /// Verifies client certificates against `ca`, with the CRL if one is set.

@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
+use parking_lot::RwLock;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
+use skerry_certs::tls::ServerTls;
 use skerry_config::{Lb, ProxyProtocol};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{timeout, timeout_at, Instant};
@@ -41,7 +43,7 @@ pub(crate) struct Core {
     pub(crate) pools: Vec<Arc<PoolState>>,
     pub(crate) rates: Arc<ConnectRates>,
     pub(crate) caps: Arc<Caps>,
-    pub(crate) classes: Classes,
+    pub(crate) classes: RwLock<Arc<Classes>>,
     pub(crate) metrics: Arc<Metrics>,
     next_id: AtomicU64,
 }
@@ -56,7 +58,7 @@ impl Core {
             pools: cfg.pools.iter().map(|p| Arc::new(PoolState::new(p))).collect(),
             rates: Arc::new(ConnectRates::new(cfg)),
             caps: Arc::new(Caps::new(cfg)),
-            classes: Classes::new(&cfg.rate_classes),
+            classes: RwLock::new(Arc::new(Classes::new(&cfg.rate_classes))),
             metrics: Arc::new(Metrics::default()),
             next_id: AtomicU64::new(0),
         }
@@ -80,7 +82,7 @@ pub(crate) struct ListenerApp {
     pub(crate) name: Arc<str>,
     pub(crate) core: Arc<Core>,
     pub(crate) pool: Arc<PoolState>,
-    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) tls: Option<Arc<ServerTls>>,
     pub(crate) proxy_in: Option<ProxyProtocol>,
 }
 
@@ -135,9 +137,10 @@ impl ListenerApp {
             }
         }
         Span::current().record("peer", display(conn.addrs.client));
-        let Some(acceptor) = &self.tls else {
+        let Some(config) = &self.tls else {
             return self.sniff(io, first_bytes, None, conn).await;
         };
+        let acceptor = TlsAcceptor::from(config.config());
         let tls = match timeout_at(deadline, acceptor.accept(Prefixed::new(first_bytes, io))).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(error)) => {

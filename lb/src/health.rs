@@ -66,14 +66,23 @@ impl Tracker {
 }
 
 /// Starts one checking task per backend of `pools`; they end when
-/// `shutdown` turns true.
+/// `shutdown` turns true, or when a reload removes their backend.
 pub(crate) fn spawn_all(pools: &[Arc<PoolState>], shutdown: &watch::Receiver<bool>) {
     for pool in pools {
-        for backend in &pool.members {
-            let (pool, backend, shutdown) = (Arc::clone(pool), Arc::clone(backend), shutdown.clone());
-            tokio::spawn(check_loop(pool, backend, shutdown));
+        for backend in &pool.members().list {
+            tokio::spawn(check_loop(Arc::clone(pool), Arc::clone(backend), shutdown.clone()));
         }
     }
+}
+
+/// Starts checking `backend`, a member `pool` gained on reload.
+pub(crate) fn spawn_one(
+    runtime: &tokio::runtime::Handle,
+    pool: &Arc<PoolState>,
+    backend: Arc<Backend>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    runtime.spawn(check_loop(Arc::clone(pool), backend, shutdown.clone()));
 }
 
 async fn check_loop(pool: Arc<PoolState>, backend: Arc<Backend>, mut shutdown: watch::Receiver<bool>) {
@@ -85,6 +94,9 @@ async fn check_loop(pool: Arc<PoolState>, backend: Arc<Backend>, mut shutdown: w
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.changed() => return,
+        }
+        if backend.is_retired() {
+            return;
         }
         let result = match tokio::time::timeout(hc.timeout.get(), probe(&pool, &backend)).await {
             Ok(r) => r,

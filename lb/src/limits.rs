@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use pingora::listeners::ConnectionFilter;
 use skerry_config::units::Rate;
 use skerry_config::Lb;
@@ -46,40 +46,52 @@ pub(crate) fn ip_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The connect-rate limiters, shared by every listener.
+/// The connect-rate limiters, shared by every listener. Reload replaces a
+/// limiter whose rate changed (its state starts afresh) and keeps the others.
 #[derive(Debug)]
 pub(crate) struct ConnectRates {
-    global: Option<DefaultDirectRateLimiter>,
-    per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    global: RwLock<Option<(Rate, DefaultDirectRateLimiter)>>,
+    per_ip: RwLock<Option<(Rate, DefaultKeyedRateLimiter<IpAddr>)>>,
 }
 
 impl ConnectRates {
     pub(crate) fn new(cfg: &Lb) -> ConnectRates {
         ConnectRates {
-            global: cfg.connect_rate.map(|r| RateLimiter::direct(quota(r))),
-            per_ip: cfg.connect_rate_per_ip.map(|r| RateLimiter::keyed(quota(r))),
+            global: RwLock::new(cfg.connect_rate.map(|r| (r, RateLimiter::direct(quota(r))))),
+            per_ip: RwLock::new(cfg.connect_rate_per_ip.map(|r| (r, RateLimiter::keyed(quota(r))))),
         }
+    }
+
+    /// Takes the rates of a reloaded configuration.
+    pub(crate) fn reload(&self, cfg: &Lb) {
+        fn swap<L>(slot: &RwLock<Option<(Rate, L)>>, rate: Option<Rate>, make: impl Fn(Quota) -> L) {
+            if slot.read().as_ref().map(|(r, _)| *r) != rate {
+                *slot.write() = rate.map(|r| (r, make(quota(r))));
+            }
+        }
+        swap(&self.global, cfg.connect_rate, RateLimiter::direct);
+        swap(&self.per_ip, cfg.connect_rate_per_ip, RateLimiter::keyed);
     }
 
     /// Takes one connection from the global rate.
     pub(crate) fn check_global(&self) -> Result<(), Refusal> {
-        match &self.global {
-            Some(l) if l.check().is_err() => Err(Refusal::ConnectRate),
+        match &*self.global.read() {
+            Some((_, l)) if l.check().is_err() => Err(Refusal::ConnectRate),
             _ => Ok(()),
         }
     }
 
     /// Takes one connection from `ip`'s rate.
     pub(crate) fn check_ip(&self, ip: IpAddr) -> Result<(), Refusal> {
-        match &self.per_ip {
-            Some(l) if l.check_key(&ip_key(ip)).is_err() => Err(Refusal::ConnectRatePerIp),
+        match &*self.per_ip.read() {
+            Some((_, l)) if l.check_key(&ip_key(ip)).is_err() => Err(Refusal::ConnectRatePerIp),
             _ => Ok(()),
         }
     }
 
     /// Forgets addresses whose rate has fully recovered.
     pub(crate) fn housekeeping(&self) {
-        if let Some(l) = &self.per_ip {
+        if let Some((_, l)) = &*self.per_ip.read() {
             l.retain_recent();
             l.shrink_to_fit();
         }
@@ -126,35 +138,47 @@ impl ConnectionFilter for ConnectFilter {
     }
 }
 
-/// Caps on connections relayed at once.
+/// Caps on connections relayed at once. A reload changes the caps; the
+/// connections counted stay counted.
 #[derive(Debug)]
 pub(crate) struct Caps {
-    max_total: Option<u32>,
-    max_per_ip: Option<u32>,
+    /// `u32::MAX`: no cap.
+    max_total: AtomicU32,
+    max_per_ip: AtomicU32,
     total: AtomicU32,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
 }
 
 impl Caps {
     pub(crate) fn new(cfg: &Lb) -> Caps {
-        Caps {
-            max_total: cfg.max_connections.map(NonZeroU32::get),
-            max_per_ip: cfg.max_connections_per_ip.map(NonZeroU32::get),
+        let caps = Caps {
+            max_total: AtomicU32::new(u32::MAX),
+            max_per_ip: AtomicU32::new(u32::MAX),
             total: AtomicU32::new(0),
             per_ip: Mutex::new(HashMap::new()),
-        }
+        };
+        caps.reload(cfg);
+        caps
+    }
+
+    /// Takes the caps of a reloaded configuration.
+    pub(crate) fn reload(&self, cfg: &Lb) {
+        let cap = |c: Option<NonZeroU32>| c.map_or(u32::MAX, NonZeroU32::get);
+        self.max_total.store(cap(cfg.max_connections), Relaxed);
+        self.max_per_ip.store(cap(cfg.max_connections_per_ip), Relaxed);
     }
 
     /// Counts one more connection from `ip`, unless a cap is reached.
     pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<CapGuard, Refusal> {
-        let max_total = self.max_total.unwrap_or(u32::MAX);
+        let max_total = self.max_total.load(Relaxed);
         let counted = self
             .total
             .fetch_update(Relaxed, Relaxed, |n| (n < max_total).then_some(n + 1));
         if counted.is_err() {
             return Err(Refusal::MaxConnections);
         }
-        let key = self.max_per_ip.map(|max| (ip_key(ip), max));
+        let max_per_ip = self.max_per_ip.load(Relaxed);
+        let key = (max_per_ip != u32::MAX).then(|| (ip_key(ip), max_per_ip));
         if let Some((key, max)) = key {
             let mut map = self.per_ip.lock();
             let n = map.entry(key).or_insert(0);

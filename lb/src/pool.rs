@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use skerry_config::{Balance, Compat, HealthCheck, OnMarkedDown, Pool, ProxyMode};
+use parking_lot::RwLock;
+use skerry_config::{Balance, Compat, HealthCheck, Member, OnMarkedDown, Pool, ProxyMode};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -26,6 +27,8 @@ pub(crate) struct Backend {
     active: AtomicU64,
     total: AtomicU64,
     connect_failures: AtomicU64,
+    /// Removed from its pool by a reload: its health check ends.
+    retired: AtomicBool,
     /// Bumped to close every session relayed to this backend.
     evict: watch::Sender<u64>,
 }
@@ -65,6 +68,7 @@ impl Backend {
             active: AtomicU64::new(0),
             total: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
             evict: watch::channel(0).0,
         }
     }
@@ -75,6 +79,10 @@ impl Backend {
 
     pub(crate) fn set_healthy(&self, up: bool) {
         self.healthy.store(up, Relaxed);
+    }
+
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Relaxed)
     }
 
     pub(crate) fn set_draining(&self, on: bool) {
@@ -159,6 +167,22 @@ impl Drop for Lease {
     }
 }
 
+/// A pool's members and their hash ring, replaced as a whole on reload.
+#[derive(Debug)]
+pub(crate) struct Members {
+    pub(crate) list: Vec<Arc<Backend>>,
+    ring: Ring,
+}
+
+impl Members {
+    fn new(list: Vec<Arc<Backend>>) -> Members {
+        Members {
+            ring: Ring::new(list.iter().map(|b| &*b.name)),
+            list,
+        }
+    }
+}
+
 /// A pool at run time.
 #[derive(Debug)]
 pub(crate) struct PoolState {
@@ -171,8 +195,7 @@ pub(crate) struct PoolState {
     pub(crate) connect_timeout: Duration,
     pub(crate) on_marked_down: OnMarkedDown,
     pub(crate) health: HealthCheck,
-    pub(crate) members: Vec<Arc<Backend>>,
-    ring: Ring,
+    members: RwLock<Arc<Members>>,
     next: AtomicUsize,
 }
 
@@ -193,31 +216,63 @@ impl PoolState {
             connect_timeout: pool.connect_timeout.get(),
             on_marked_down: pool.on_marked_down,
             health: pool.health_check.clone(),
-            ring: Ring::new(pool.members.iter().map(|m| m.name.as_str())),
-            members,
+            members: RwLock::new(Arc::new(Members::new(members))),
             name,
             next: AtomicUsize::new(0),
         }
     }
 
+    /// The members now.
+    pub(crate) fn members(&self) -> Arc<Members> {
+        Arc::clone(&self.members.read())
+    }
+
     /// The member called `name`.
-    pub(crate) fn member(&self, name: &str) -> Option<&Arc<Backend>> {
-        self.members.iter().find(|b| &*b.name == name)
+    pub(crate) fn member(&self, name: &str) -> Option<Arc<Backend>> {
+        self.members().list.iter().find(|b| &*b.name == name).cloned()
+    }
+
+    /// Takes a reloaded member list. A member whose name and address stay
+    /// keeps its health, drain flag and counts; a new one starts up (like
+    /// at start); a removed one takes no new client, its sessions go on
+    /// until they end, and its health check stops. Returns the members
+    /// that are new, to be health-checked.
+    pub(crate) fn set_members(&self, configured: &[Member]) -> Vec<Arc<Backend>> {
+        let old = self.members();
+        let mut added = Vec::new();
+        let list: Vec<Arc<Backend>> = configured
+            .iter()
+            .map(|m| {
+                let kept = old.list.iter().find(|b| *b.name == *m.name && b.address == m.address);
+                kept.cloned().unwrap_or_else(|| {
+                    let b = Arc::new(Backend::new(Arc::clone(&self.name), &m.name, &m.address));
+                    added.push(Arc::clone(&b));
+                    b
+                })
+            })
+            .collect();
+        for gone in old.list.iter().filter(|b| !list.iter().any(|k| Arc::ptr_eq(k, b))) {
+            gone.retired.store(true, Relaxed);
+        }
+        *self.members.write() = Arc::new(Members::new(list));
+        added
     }
 
     /// Backends to try for a new client, best first; `key` is the hash key
     /// for the hashing modes. Only healthy, undrained members appear;
     /// members at or above the bounded-load cap come after the others.
     pub(crate) fn candidates(&self, key: &[u8]) -> Vec<Arc<Backend>> {
+        let members = self.members();
+        let list = &members.list;
         let mut order: Vec<&Arc<Backend>> = match self.balance {
-            Balance::ClientId | Balance::SourceIp => self.ring.walk(key).map(|i| &self.members[i]).collect(),
+            Balance::ClientId | Balance::SourceIp => members.ring.walk(key).map(|i| &list[i]).collect(),
             Balance::RoundRobin => {
                 let start = self.next.fetch_add(1, Relaxed);
-                let n = self.members.len();
-                (0..n).map(|k| &self.members[(start + k) % n]).collect()
+                let n = list.len();
+                (0..n).map(|k| &list[(start + k) % n]).collect()
             }
             Balance::LeastConnections => {
-                let mut all: Vec<_> = self.members.iter().collect();
+                let mut all: Vec<_> = list.iter().collect();
                 all.sort_by_key(|b| b.active());
                 all
             }
@@ -248,7 +303,6 @@ impl PoolState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use skerry_config::Member;
 
     fn pool(balance: Balance, factor: Option<u32>) -> PoolState {
         let members = ["a", "b", "c"]
@@ -299,8 +353,9 @@ mod tests {
     #[test]
     fn least_connections_prefers_the_idle() {
         let p = pool(Balance::LeastConnections, None);
-        let _l1 = p.members[0].lease();
-        let _l2 = p.members[1].lease();
+        let members = p.members();
+        let _l1 = members.list[0].lease();
+        let _l2 = members.list[1].lease();
         assert_eq!(names(&p.candidates(b""))[0], "c");
     }
 
@@ -319,7 +374,8 @@ mod tests {
     #[test]
     fn leases_count_and_release() {
         let p = pool(Balance::ClientId, None);
-        let b = &p.members[0];
+        let members = p.members();
+        let b = &members.list[0];
         let lease = b.lease();
         assert_eq!(b.status().active_connections, 1);
         drop(lease);

@@ -29,10 +29,11 @@ use pingora::protocols::TcpKeepalive;
 use pingora::server::{Fds, ListenFds};
 use pingora::services::listening::Service as ListeningService;
 use pingora::services::Service as _;
+use skerry_certs::tls::ServerTls;
 use skerry_config::{Lb, LbListener};
 use tokio::sync::{oneshot, watch};
-use tokio_rustls::TlsAcceptor;
-use tracing::{info, warn};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
 
 use crate::app::{Core, ListenerApp};
 use crate::error::LbError;
@@ -78,7 +79,7 @@ impl Balancer {
     pub fn start(cfg: &Lb) -> Result<BalancerHandle, LbError> {
         pingora::tls::install_default_crypto_provider();
         let core = Arc::new(Core::new(cfg));
-        if let Some(pool) = core.pools.iter().find(|p| p.members.is_empty()) {
+        if let Some(pool) = core.pools.iter().find(|p| p.members().list.is_empty()) {
             return Err(LbError::EmptyPool {
                 pool: pool.name.to_string(),
             });
@@ -89,21 +90,41 @@ impl Balancer {
             .map(|l| prepare(l, &core))
             .collect::<Result<Vec<_>, _>>()?;
         let local_addrs = prepared.iter().map(|p| (p.app.name.to_string(), p.addr)).collect();
-        let (thread, stop_tx) = spawn_thread(Arc::clone(&core), prepared)?;
+        let tls = prepared
+            .iter()
+            .filter_map(|p| Some((p.app.name.to_string(), Arc::clone(p.app.tls.as_ref()?))))
+            .collect();
+        let started = spawn_thread(Arc::clone(&core), prepared)?;
         Ok(BalancerHandle {
             core,
             local_addrs,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            tls,
+            running: parking_lot::Mutex::new(cfg.clone()),
+            runtime: started.runtime,
+            shutdown: started.shutdown,
+            failure: started.failure,
+            stop: Some(started.stop),
+            thread: Some(started.thread),
         })
     }
+}
+
+/// The balancer thread, as its handle sees it.
+struct Started {
+    thread: JoinHandle<()>,
+    stop: oneshot::Sender<Stop>,
+    runtime: tokio::runtime::Handle,
+    shutdown: watch::Receiver<bool>,
+    failure: watch::Receiver<Option<String>>,
 }
 
 /// Starts the balancer thread with its runtime; returns once the runtime
 /// runs. The runtime is built on that thread: a runtime must not be
 /// dropped inside another (the caller's), even on an error path.
-fn spawn_thread(core: Arc<Core>, prepared: Vec<Prepared>) -> Result<(JoinHandle<()>, oneshot::Sender<Stop>), LbError> {
+fn spawn_thread(core: Arc<Core>, prepared: Vec<Prepared>) -> Result<Started, LbError> {
     let (stop_tx, stop_rx) = oneshot::channel();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (failure_tx, failure_rx) = watch::channel(None);
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let thread = std::thread::Builder::new()
         .name("skerry-lb-main".into())
@@ -114,8 +135,13 @@ fn spawn_thread(core: Arc<Core>, prepared: Vec<Prepared>) -> Result<(JoinHandle<
                 .build();
             match runtime {
                 Ok(runtime) => {
-                    let _ = ready_tx.send(Ok(()));
-                    run(runtime, &core, prepared, stop_rx);
+                    let _ = ready_tx.send(Ok(runtime.handle().clone()));
+                    let signals = Signals {
+                        stop: stop_rx,
+                        shutdown: shutdown_tx,
+                        failure: failure_tx,
+                    };
+                    run(runtime, &core, prepared, signals);
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -123,11 +149,17 @@ fn spawn_thread(core: Arc<Core>, prepared: Vec<Prepared>) -> Result<(JoinHandle<
             }
         })
         .map_err(LbError::Runtime)?;
-    ready_rx
+    let runtime = ready_rx
         .recv()
         .unwrap_or_else(|_| Err(std::io::Error::other("the balancer thread ended at start")))
         .map_err(LbError::Runtime)?;
-    Ok((thread, stop_tx))
+    Ok(Started {
+        thread,
+        stop: stop_tx,
+        runtime,
+        shutdown: shutdown_rx,
+        failure: failure_rx,
+    })
 }
 
 fn prepare(l: &LbListener, core: &Arc<Core>) -> Result<Prepared, LbError> {
@@ -137,12 +169,10 @@ fn prepare(l: &LbListener, core: &Arc<Core>) -> Result<Prepared, LbError> {
     })?;
     let tls = match &l.tls {
         None => None,
-        Some(files) => Some(TlsAcceptor::from(skerry_certs::tls::server_config(files).map_err(
-            |source| LbError::Tls {
-                listener: l.name.clone(),
-                source: Box::new(source),
-            },
-        )?)),
+        Some(files) => Some(Arc::new(ServerTls::load(files).map_err(|source| LbError::Tls {
+            listener: l.name.clone(),
+            source: Box::new(source),
+        })?)),
     };
     let bind_error = |source| LbError::Bind {
         listener: l.name.clone(),
@@ -163,16 +193,50 @@ fn prepare(l: &LbListener, core: &Arc<Core>) -> Result<Prepared, LbError> {
     Ok(Prepared { app, socket, addr })
 }
 
-/// The balancer thread: serve until told to stop, then drain.
-fn run(runtime: tokio::runtime::Runtime, core: &Arc<Core>, listeners: Vec<Prepared>, stop: oneshot::Receiver<Stop>) {
-    let (shutdown_tx, shutdown) = watch::channel(false);
+/// How the balancer thread is told to stop and tells of a failure.
+struct Signals {
+    stop: oneshot::Receiver<Stop>,
+    /// Turns true when the listeners must stop accepting.
+    shutdown: watch::Sender<bool>,
+    /// Why the balancer cannot serve as configured any more.
+    failure: watch::Sender<Option<String>>,
+}
+
+/// The balancer thread: serve until told to stop, then drain. A listener
+/// that ends on its own is reported as a failure; the others go on until
+/// the owner stops the balancer.
+fn run(runtime: tokio::runtime::Runtime, core: &Arc<Core>, listeners: Vec<Prepared>, signals: Signals) {
+    let Signals {
+        mut stop,
+        shutdown: shutdown_tx,
+        failure,
+    } = signals;
+    let shutdown = shutdown_tx.subscribe();
     runtime.block_on(async {
+        let mut serving = JoinSet::new();
         for prepared in listeners {
-            tokio::spawn(serve_listener(prepared, Arc::clone(core), shutdown.clone()));
+            let name = prepared.app.name.to_string();
+            let task = serve_listener(prepared, Arc::clone(core), shutdown.clone());
+            serving.spawn(async move {
+                task.await;
+                name
+            });
         }
         health::spawn_all(&core.pools, &shutdown);
         tokio::spawn(housekeeping(Arc::clone(core), shutdown.clone()));
-        let how = stop.await.unwrap_or(Stop::Fast);
+        let how = loop {
+            tokio::select! {
+                how = &mut stop => break how.unwrap_or(Stop::Fast),
+                Some(ended) = serving.join_next() => {
+                    let why = match ended {
+                        Ok(name) => format!("balancer listener {name} stopped on its own"),
+                        Err(e) => format!("a balancer listener failed: {e}"),
+                    };
+                    error!(reason = %why, "balancer failure");
+                    failure.send_replace(Some(why));
+                }
+            }
+        };
         info!(?how, "balancer stopping");
         // Listeners stop accepting; sessions start their drain countdown.
         let _ = shutdown_tx.send(true);
@@ -249,8 +313,16 @@ async fn housekeeping(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
 /// A running balancer.
 #[derive(Debug)]
 pub struct BalancerHandle {
-    core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
     local_addrs: Vec<(String, SocketAddr)>,
+    /// Each TLS listener's configuration, to re-read on reload.
+    pub(crate) tls: Vec<(String, Arc<ServerTls>)>,
+    /// The configuration started with, its live settings as last reloaded.
+    pub(crate) running: parking_lot::Mutex<Lb>,
+    /// The balancer thread's runtime, for health checks of new members.
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    failure: watch::Receiver<Option<String>>,
     stop: Option<oneshot::Sender<Stop>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -288,6 +360,25 @@ impl BalancerHandle {
     /// The balancer-wide counters.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.view().metrics()
+    }
+
+    /// Completes when the balancer can no longer serve as configured (a
+    /// listener stopped, the thread died), with the reason. Pending while
+    /// all is well, and after a requested stop.
+    pub fn failed(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let mut failure = self.failure.clone();
+        async move {
+            loop {
+                if let Some(why) = failure.borrow_and_update().clone() {
+                    return why;
+                }
+                if failure.changed().await.is_err() {
+                    // The thread ended. Asked to (then nobody waits here any
+                    // more), or it died: a failure either way.
+                    return "the balancer thread ended".to_owned();
+                }
+            }
+        }
     }
 
     /// Stops accepting, closes sessions spread over `drain_window`, and

@@ -4,6 +4,7 @@
 //! here gets a CONNACK saying why, in its protocol version.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use skerry_codec::{Connect, ProtocolVersion};
@@ -29,7 +30,7 @@ struct Admitted {
     _cap: CapGuard,
     to_backend: Option<Throttle>,
     to_client: Option<Throttle>,
-    class: Option<std::sync::Arc<str>>,
+    class: Option<Arc<str>>,
 }
 
 /// The bytes a pool hashes on: the client id, or the source IP when the
@@ -107,7 +108,8 @@ impl ListenerApp {
             username: connect.username.as_deref(),
             client_id: &connect.client_id,
         };
-        let class = self.core.classes.find(&who);
+        let classes = Arc::clone(&self.core.classes.read());
+        let class = classes.find(&who);
         if class.is_some_and(|c| !c.admit()) {
             return Err(Refusal::ClassConnectRate);
         }

@@ -28,7 +28,7 @@ impl BalancerView {
         self.core
             .pools
             .iter()
-            .flat_map(|p| p.members.iter().map(|b| b.status()))
+            .flat_map(|p| p.members().list.iter().map(|b| b.status()).collect::<Vec<_>>())
             .collect()
     }
 

@@ -14,6 +14,8 @@ pub struct SkerryProcess {
     child: Child,
     /// Where its MQTT listener is.
     pub addr: SocketAddr,
+    /// Its standard error: the log.
+    log: PathBuf,
 }
 
 /// A free port on 127.0.0.1 (for a program that wants a number).
@@ -39,11 +41,11 @@ impl SkerryProcess {
             .stderr(stderr)
             .spawn()
             .expect("spawn skerry run");
-        let mut p = SkerryProcess { child, addr };
+        let mut p = SkerryProcess { child, addr, log };
         let deadline = Instant::now() + Duration::from_secs(60);
         while tokio::net::TcpStream::connect(addr).await.is_err() {
             if let Some(status) = p.child.try_wait().expect("try_wait") {
-                panic!("skerry run exited with {status}; log:\n{}", read_log(&log));
+                panic!("skerry run exited with {status}; log:\n{}", p.log());
             }
             assert!(
                 Instant::now() < deadline,
@@ -54,6 +56,21 @@ impl SkerryProcess {
         p
     }
 
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`, ...) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -{signal} {pid} failed");
+    }
+
     /// `kill -9`: no shutdown of any kind.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -62,9 +79,7 @@ impl SkerryProcess {
 
     /// SIGTERM, then waits for the exit.
     pub async fn terminate(mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
-        assert!(sent.success(), "kill -TERM {pid} failed");
+        self.signal("TERM");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -83,8 +98,4 @@ impl Drop for SkerryProcess {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-fn read_log(path: &PathBuf) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
 }

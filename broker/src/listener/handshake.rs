@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use skerry_certs::tls::ServerTls;
 use skerry_config::{ProxyProtocol, Transport};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
@@ -24,7 +25,7 @@ pub(super) struct Handshake {
     transport: Transport,
     timeout: Duration,
     proxy: Option<ProxyProtocol>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<ServerTls>>,
     use_identity_as_username: bool,
     websocket_path: String,
     max_packet_size: u32,
@@ -42,12 +43,12 @@ impl Handshake {
     /// Checks and loads everything the handshake needs from `cfg`.
     pub(super) fn new(cfg: &skerry_config::Listener) -> Result<Self, ListenerError> {
         let tls = match (&cfg.tls, cfg.transport.is_tls()) {
-            (Some(files), true) => Some(TlsAcceptor::from(skerry_certs::tls::server_config(files).map_err(
-                |source| ListenerError::Tls {
+            (Some(files), true) => Some(Arc::new(ServerTls::load(files).map_err(|source| {
+                ListenerError::Tls {
                     listener: cfg.name.clone(),
                     source: Box::new(source),
-                },
-            )?)),
+                }
+            })?)),
             (None, true) => {
                 return Err(ListenerError::MissingTls {
                     listener: cfg.name.clone(),
@@ -70,6 +71,10 @@ impl Handshake {
 
     pub(super) fn listener(&self) -> &Arc<str> {
         &self.listener
+    }
+
+    pub(super) fn tls(&self) -> Option<&Arc<ServerTls>> {
+        self.tls.as_ref()
     }
 
     /// Runs in the connection's task: handshake, then `handler` until it
@@ -141,8 +146,11 @@ impl Handshake {
             }
         };
         let mut tls_cn = None;
-        if let Some(acceptor) = &self.tls {
-            let tls = acceptor.accept(stream).await.map_err(HandshakeError::Tls)?;
+        if let Some(config) = &self.tls {
+            let tls = TlsAcceptor::from(config.config())
+                .accept(stream)
+                .await
+                .map_err(HandshakeError::Tls)?;
             tls_cn = skerry_certs::tls::client_common_name(tls.get_ref().1);
             stream = Box::new(tls);
         }

@@ -36,7 +36,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
 pub use error::ListenerError;
-pub use skerry_certs::tls::TlsError;
+pub use skerry_certs::tls::{ServerTls, TlsError};
 pub use stats::ListenerStats;
 pub use stream::{BoxedStream, Io};
 
@@ -144,6 +144,11 @@ impl MqttListener {
     /// Name of the listener.
     pub fn name(&self) -> &str {
         self.handshake.listener()
+    }
+
+    /// The TLS configuration of a `tls` or `wss` listener, to reload.
+    pub fn tls(&self) -> Option<Arc<ServerTls>> {
+        self.handshake.tls().cloned()
     }
 
     /// The listener's counters; they stay readable after `run` returns.

@@ -144,13 +144,31 @@ impl NodeHandle {
     }
 
     /// Applies what can change without dropping connections: the users
-    /// file, `allow_anonymous` and the ACL rules. New logins and every later
-    /// publish/subscribe check use them; nothing else changes.
-    pub fn reload(&self, broker: &skerry_config::Broker) -> Result<(), super::NodeError> {
-        let users = super::load_users(&self.0.name, broker)?;
-        *self.0.authenticator.write() = Arc::new(crate::auth::Authenticator::new(broker.allow_anonymous, users));
+    /// file, `allow_anonymous` and the ACL rules (new logins and every later
+    /// publish/subscribe check use them), and the TLS files of every
+    /// `tls`/`wss` listener (certificate, key, client CA, CRL; handshakes
+    /// from now on use them). Returns what could not be applied; for each,
+    /// the running setting stays.
+    pub fn reload(&self, broker: &skerry_config::Broker) -> Vec<super::NodeError> {
+        let mut failed = Vec::new();
         *self.0.acl.write() = Arc::new(crate::auth::Acl::new(&broker.acl));
-        Ok(())
+        match super::load_users(&self.0.name, broker) {
+            Ok(users) => {
+                *self.0.authenticator.write() =
+                    Arc::new(crate::auth::Authenticator::new(broker.allow_anonymous, users));
+            }
+            Err(e) => failed.push(e),
+        }
+        for (listener, tls) in &self.0.listener_tls {
+            if let Err(source) = tls.reload() {
+                failed.push(super::NodeError::Tls {
+                    node: self.0.name.clone(),
+                    listener: listener.clone(),
+                    source: Box::new(source),
+                });
+            }
+        }
+        failed
     }
 
     /// Whether the node is serving (not shutting down).

@@ -30,7 +30,7 @@ pub(crate) use persist::Batch;
 pub(crate) use sessions::{Attached, Ending, Leaving};
 
 use crate::auth::{Acl, Authenticator, Users, UsersError};
-use crate::listener::{ListenerError, MqttListener};
+use crate::listener::{ListenerError, MqttListener, ServerTls};
 use crate::message::Message;
 use crate::router::{RetainedStore, Router, SharedPolicy};
 use crate::session::QueueLimits;
@@ -57,6 +57,16 @@ pub enum NodeError {
         node: String,
         /// What went wrong (it names the data directory).
         source: StoreError,
+    },
+    /// A listener's TLS files could not be re-read on reload.
+    #[error("node {node}, listener {listener}: {source}")]
+    Tls {
+        /// The node's name.
+        node: String,
+        /// The listener's name.
+        listener: String,
+        /// What went wrong (it names the file).
+        source: Box<crate::listener::TlsError>,
     },
     /// The users file could not be loaded.
     #[error("node {node}: {source}")]
@@ -136,6 +146,8 @@ pub(crate) struct NodeShared {
     pub(crate) store: Arc<dyn Store>,
     /// The connection tasks, so shutdown can wait for them to park their sessions.
     conns: TaskTracker,
+    /// The TLS configuration of each `tls`/`wss` listener, by listener name.
+    listener_tls: Vec<(String, Arc<ServerTls>)>,
     next_client: AtomicU64,
 }
 
@@ -231,6 +243,10 @@ impl Node {
             next_client: AtomicU64::new(1),
             store,
             conns: TaskTracker::new(),
+            listener_tls: listeners
+                .iter()
+                .filter_map(|l| Some((l.name().to_owned(), l.tls()?)))
+                .collect(),
         });
         shared.restore(snapshot);
         let mut tasks = JoinSet::new();
