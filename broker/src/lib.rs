@@ -7,6 +7,7 @@
 pub mod auth;
 mod connection;
 pub mod listener;
+mod mailbox;
 mod message;
 mod node;
 pub mod router;

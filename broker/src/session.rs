@@ -1,8 +1,8 @@
 //! Sessions: what a node keeps for a client id across connections.
 //!
 //! A session is `Online` while a connection is attached (the connection task
-//! then owns the session's protocol state and receives deliveries through a
-//! bounded channel) and `Offline` otherwise (the state is parked here and
+//! then owns the session's protocol state and receives deliveries through
+//! its bounded [`Mailbox`]) and `Offline` otherwise (the state is parked here and
 //! QoS 1/2 deliveries go to the offline queue). Attaching and detaching
 //! happen under the session's lock, so a delivery racing a disconnect ends
 //! up either in the channel or in the queue, never lost.
@@ -15,8 +15,9 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 use skerry_codec::{QoS, ReasonCode, SubscriptionOptions};
 use skerry_config::QueueType;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
+use crate::mailbox::{Mailbox, PostError};
 use crate::message::{Delivery, Message};
 use crate::node::Batch;
 use crate::router::SessionKey;
@@ -91,22 +92,13 @@ pub(crate) enum Control {
     Disconnect(ReasonCode),
 }
 
-/// The attached connection's channels.
-#[derive(Debug)]
-pub(crate) struct Link {
-    /// Deliveries to the connection; bounded by `max_online_messages`.
-    pub(crate) tx: mpsc::Sender<Delivery>,
-    /// Out-of-band commands.
-    pub(crate) control: mpsc::UnboundedSender<Control>,
-}
-
 /// The mutable part of a session.
 #[derive(Debug)]
 pub(crate) struct Inner {
-    /// The attached connection, when online.
-    pub(crate) link: Option<Link>,
+    /// The attached connection's mailbox, when online.
+    pub(crate) link: Option<Arc<Mailbox>>,
     /// The protocol state while offline (`None` while a connection owns it).
-    pub(crate) state: Option<SessionState>,
+    pub(crate) state: Option<Box<SessionState>>,
     /// QoS 1/2 messages kept while offline.
     pub(crate) queue: VecDeque<Delivery>,
     /// Session expiry interval in seconds ([`NEVER_EXPIRES`] = never).
@@ -114,7 +106,7 @@ pub(crate) struct Inner {
     /// Bumped at every attach; timers started for an older generation are void.
     pub(crate) generation: u64,
     /// A will waiting for its delay.
-    pub(crate) pending_will: Option<PendingWill>,
+    pub(crate) pending_will: Option<Box<PendingWill>>,
     /// Username of the last connection, for admin and ACLs.
     pub(crate) username: Option<String>,
     /// When the last connection ended (`None` while online).
@@ -152,7 +144,7 @@ impl Session {
             attach_lock: tokio::sync::Mutex::new(()),
             inner: Mutex::new(Inner {
                 link: None,
-                state: Some(SessionState::default()),
+                state: Some(Box::default()),
                 queue: VecDeque::new(),
                 expiry: 0,
                 generation: 0,
@@ -167,8 +159,8 @@ impl Session {
     /// the offline queue when offline and persistent (QoS 1/2 only).
     /// Queued messages are recorded in `batch` for the store.
     ///
-    /// A QoS 1/2 message for a connected client whose channel is full is
-    /// handed back with the channel, so the publisher can wait for room
+    /// A QoS 1/2 message for a connected client whose mailbox is full is
+    /// handed back with the mailbox, so the publisher can wait for room
     /// (backpressure) instead of the message being dropped.
     pub(crate) fn deliver(
         &self,
@@ -176,20 +168,20 @@ impl Session {
         limits: QueueLimits,
         stats: &NodeStats,
         batch: &mut Batch<'_>,
-    ) -> Option<(mpsc::Sender<Delivery>, Delivery)> {
+    ) -> Option<(Arc<Mailbox>, Delivery)> {
         let mut inner = self.inner.lock();
         let delivery = match &inner.link {
-            Some(link) => match link.tx.try_send(delivery) {
+            Some(mailbox) => match mailbox.try_post(delivery) {
                 Ok(()) => return None,
-                Err(mpsc::error::TrySendError::Full(d)) if d.qos != QoS::AtMostOnce => {
-                    return Some((link.tx.clone(), d));
+                Err(PostError::Full(d)) if d.qos != QoS::AtMostOnce => {
+                    return Some((Arc::clone(mailbox), d));
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(PostError::Full(_)) => {
                     NodeStats::inc(&stats.queue_message_drop);
                     return None;
                 }
                 // The connection is ending; it will park its state next.
-                Err(mpsc::error::TrySendError::Closed(d)) => d,
+                Err(PostError::Closed(d)) => d,
             },
             None => delivery,
         };

@@ -94,6 +94,12 @@ impl Authenticator {
         result
     }
 
+    /// Whether deciding on `req` verifies a password hash (slow on purpose:
+    /// run it off the async workers). Every other decision is a lookup.
+    pub fn verifies_password(&self, req: &AuthRequest) -> bool {
+        req.identity_username.is_none() && req.username.is_some() && req.password.is_some() && self.users.is_some()
+    }
+
     fn decide(&self, req: &AuthRequest) -> Result<Identity, AuthError> {
         if let Some(cn) = &req.identity_username {
             // An empty CN cannot name anyone; refusing beats treating the

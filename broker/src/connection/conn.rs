@@ -7,12 +7,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use skerry_codec::{ByteStr, Disconnect, LastWill, Packet, ProtocolVersion, ReasonCode};
-use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tracing::debug;
 
 use super::io::{ConnError, Framed};
 use super::Params;
+use crate::mailbox::Mailbox;
 use crate::message::Delivery;
 use crate::node::{Attached, Ending, Leaving, NodeShared};
 use crate::session::{Control, Session, SessionState};
@@ -29,23 +29,24 @@ pub(super) enum Flow {
     Stop(Ending),
 }
 
-/// A connected client.
-pub(super) struct Conn {
+/// A connected client. It lives boxed (see `run`): the task's future then
+/// holds a pointer, not the whole state twice.
+pub(crate) struct Conn {
     pub(super) node: Arc<NodeShared>,
     pub(super) io: Framed,
     pub(super) p: Params,
     pub(super) session: Arc<Session>,
     pub(super) state: SessionState,
-    rx: mpsc::Receiver<Delivery>,
-    control: mpsc::UnboundedReceiver<Control>,
+    mailbox: Arc<Mailbox>,
     /// Deliveries waiting for room in the inflight window.
     pub(super) pending: VecDeque<Delivery>,
-    pub(super) will: Option<LastWill>,
+    /// Boxed: most clients have none, and every byte here is per connection.
+    pub(super) will: Option<Box<LastWill>>,
     /// Topic aliases the client set (v5).
     pub(super) aliases_in: HashMap<u16, ByteStr>,
     /// Topic aliases we set towards the client (v5).
     pub(super) aliases_out: HashMap<ByteStr, u16>,
-    pub(super) limiter: Option<crate::node::RateLimiter>,
+    pub(super) limiter: Option<Box<crate::node::RateLimiter>>,
     last_read: Instant,
     /// Store commits the acknowledgements in the write buffer wait for
     /// (`sync` durability): the buffer is flushed only once they resolve.
@@ -54,17 +55,16 @@ pub(super) struct Conn {
 
 impl Conn {
     pub(super) fn new(node: Arc<NodeShared>, io: Framed, p: Params, a: Attached, will: Option<LastWill>) -> Self {
-        let limiter = node.message_rate_limiter();
+        let limiter = node.message_rate_limiter().map(Box::new);
         Self {
             node,
             io,
             p,
             session: a.session,
             state: a.state,
-            rx: a.rx,
-            control: a.control,
+            mailbox: a.mailbox,
             pending: a.queue,
-            will,
+            will: will.map(Box::new),
             aliases_in: HashMap::new(),
             aliases_out: HashMap::new(),
             limiter,
@@ -73,31 +73,37 @@ impl Conn {
         }
     }
 
-    /// Runs the connection to its end and detaches the session.
-    pub(super) async fn run(mut self) -> Result<(), ConnError> {
+    /// Runs the connection to its end and detaches the session. What runs
+    /// once (resume, finish) and what runs per packet (`on_read`) is boxed
+    /// while it runs, so an idle connection's future holds only the wait.
+    pub(super) async fn run(mut self: Box<Self>) -> Result<(), ConnError> {
         NodeStats::inc(&self.node.stats.clients_connected);
-        let (ending, result) = match self.resume().await {
+        let (ending, result) = match Box::pin(self.resume()).await {
             Ok(()) => self.serve().await,
             Err(e) => (Ending::Abnormal, Err(e)),
         };
         NodeStats::dec(&self.node.stats.clients_connected);
+        Box::pin(self.finish(ending, result)).await
+    }
+
+    /// Parks the session, handles the will, closes the socket.
+    async fn finish(self: Box<Self>, ending: Ending, result: Result<(), ConnError>) -> Result<(), ConnError> {
         let Conn {
             node,
             mut io,
             session,
             state,
-            rx,
+            mailbox,
             pending,
             will,
             p,
-            mut control,
             ..
-        } = self;
+        } = *self;
         node.detach(
             &session,
             Leaving {
                 state,
-                rx,
+                mailbox: &mailbox,
                 pending,
                 ending: &ending,
                 will,
@@ -109,12 +115,11 @@ impl Conn {
         }
         // A takeover that raced the end of this connection still found the
         // link up and waits to hear it is gone.
-        while let Ok(cmd) = control.try_recv() {
+        while let Some(cmd) = mailbox.take_command() {
             if let Control::TakeOver(done) = cmd {
                 done.notify_one();
             }
         }
-        drop(control);
         // Close last: a client that sees the close finds its session parked
         // and its will handled.
         io.close().await;
@@ -148,29 +153,39 @@ impl Conn {
         }
     }
 
-    /// One wait for whatever happens first.
+    /// One wait for whatever happens first, after what is in the mailbox.
     async fn turn(&mut self) -> Result<Flow, ConnError> {
+        if let Some(cmd) = self.mailbox.take_command() {
+            return Ok(self.on_control(cmd));
+        }
+        // Deliveries are taken only while none wait for the window: the
+        // backlog stays in the mailbox, bounded, where publishers see it.
+        let take_mail = self.pending.is_empty() && self.mailbox.has_deliveries();
         let keep_alive = self.p.keep_alive.map(|ka| self.last_read + ka.mul_f32(1.5));
+        let mailbox = Arc::clone(&self.mailbox);
         let shutdown = self.node.shutdown.clone();
         tokio::select! {
             biased;
-            cmd = self.control.recv() => Ok(self.on_control(cmd)),
             () = shutdown.cancelled() => {
                 self.send_disconnect(ReasonCode::ServerShuttingDown);
                 Ok(Flow::Stop(Ending::Abnormal))
             }
-            read = self.io.read_packet() => self.on_read(read).await,
-            Some(d) = self.rx.recv(), if self.pending.is_empty() => {
-                self.deliver(d)?;
-                for _ in 1..DELIVERY_BATCH {
-                    match self.rx.try_recv() {
-                        Ok(d) if self.pending.is_empty() => self.deliver(d)?,
-                        Ok(d) => self.pending.push_back(d),
-                        Err(_) => break,
-                    }
+            // The client first, so a flood of deliveries cannot starve its
+            // acknowledgements and pings.
+            filled = self.io.fill() => match filled {
+                Ok(true) => Box::pin(self.on_read()).await,
+                Ok(false) => {
+                    debug!("client closed the connection");
+                    Ok(Flow::Stop(Ending::Abnormal))
                 }
+                Err(e) => Err(e),
+            },
+            () = std::future::ready(()), if take_mail => {
+                self.mailbox.take_deliveries(&mut self.pending, DELIVERY_BATCH);
+                self.fill_window()?;
                 Ok(Flow::Continue)
             }
+            () = mailbox.arrived() => Ok(Flow::Continue),
             () = sleep_until(keep_alive.unwrap_or_else(Instant::now)), if keep_alive.is_some() => {
                 debug!("keep alive expired");
                 self.send_disconnect(ReasonCode::KeepAliveTimeout);
@@ -179,43 +194,33 @@ impl Conn {
         }
     }
 
-    fn on_control(&mut self, cmd: Option<Control>) -> Flow {
+    fn on_control(&mut self, cmd: Control) -> Flow {
         match cmd {
-            Some(Control::TakeOver(done)) => {
+            Control::TakeOver(done) => {
                 debug!("session taken over by a new connection");
                 NodeStats::inc(&self.node.stats.session_takeover);
                 self.send_disconnect(ReasonCode::SessionTakenOver);
                 Flow::Stop(Ending::TakenOver(done))
             }
-            Some(Control::Disconnect(reason)) => {
+            Control::Disconnect(reason) => {
                 debug!(?reason, "disconnected by an operator");
                 self.send_disconnect(reason);
                 Flow::Stop(Ending::Abnormal)
             }
-            None => Flow::Stop(Ending::Abnormal),
         }
     }
 
-    async fn on_read(&mut self, read: Result<Option<(Packet, usize)>, ConnError>) -> Result<Flow, ConnError> {
-        let Some((packet, n)) = read? else {
-            debug!("client closed the connection");
-            return Ok(Flow::Stop(Ending::Abnormal));
-        };
-        self.last_read = Instant::now();
-        NodeStats::add(&self.node.stats.bytes_received, n as u64);
-        if let Flow::Stop(e) = self.handle(packet).await? {
-            return Ok(Flow::Stop(e));
-        }
-        // Handle what is already buffered before paying for a flush.
-        for _ in 1..PACKET_BATCH {
-            match self.io.try_decode()? {
-                Some((packet, n)) => {
-                    NodeStats::add(&self.node.stats.bytes_received, n as u64);
-                    if let Flow::Stop(e) = self.handle(packet).await? {
-                        return Ok(Flow::Stop(e));
-                    }
-                }
-                None => break,
+    /// Handles the packets buffered (a batch of them before paying for a
+    /// flush); an incomplete one waits for more bytes.
+    async fn on_read(&mut self) -> Result<Flow, ConnError> {
+        for _ in 0..PACKET_BATCH {
+            let Some((packet, n)) = self.io.try_decode()? else {
+                break;
+            };
+            self.last_read = Instant::now();
+            NodeStats::add(&self.node.stats.bytes_received, n as u64);
+            if let Flow::Stop(e) = self.handle(packet).await? {
+                return Ok(Flow::Stop(e));
             }
         }
         Ok(Flow::Continue)

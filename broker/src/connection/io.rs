@@ -1,10 +1,13 @@
 //! Framing for one connection: a read buffer the decoder consumes packets
 //! from, a write buffer packets are encoded into and flushed once per turn
-//! of the connection loop.
+//! of the connection loop. Both exist only while there are bytes in them:
+//! an idle TCP connection waits for readability without a read buffer and
+//! holds no write buffer, so ten thousand idle devices cost no buffers.
 
 use bytes::BytesMut;
 use skerry_codec::{encode, encoded_len, DecodeError, Decoder, EncodeError, Packet, ProtocolVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::listener::BoxedStream;
 
@@ -28,23 +31,34 @@ pub(crate) enum ConnError {
     Store(#[from] skerry_store::StoreError),
 }
 
+/// Room made in the read buffer before a read: one read takes many small
+/// packets from a busy client.
+const READ_CHUNK: usize = 4096;
+
 /// A connection's byte stream with its framing state.
 pub(crate) struct Framed {
     stream: BoxedStream,
     rbuf: BytesMut,
     wbuf: BytesMut,
     decoder: Decoder,
+    /// The buffered bytes were found to be an incomplete packet.
+    partial: bool,
+    /// The connection's place under its listener's `max_connections`,
+    /// held as long as the socket.
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Framed {
     /// Wraps a stream; packets larger than `max_packet_size` are refused
     /// from their fixed header.
-    pub(crate) fn new(stream: BoxedStream, max_packet_size: u32) -> Self {
+    pub(crate) fn new(stream: BoxedStream, max_packet_size: u32, permit: OwnedSemaphorePermit) -> Self {
         Self {
             stream,
-            rbuf: BytesMut::with_capacity(1024),
-            wbuf: BytesMut::with_capacity(1024),
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
             decoder: Decoder::new(max_packet_size),
+            partial: false,
+            _permit: permit,
         }
     }
 
@@ -52,27 +66,50 @@ impl Framed {
     /// cancelled call loses no bytes.
     pub(crate) async fn read_packet(&mut self) -> Result<Option<(Packet, usize)>, ConnError> {
         loop {
-            let before = self.rbuf.len();
-            if let Some(packet) = self.decoder.decode(&mut self.rbuf)? {
-                return Ok(Some((packet, before - self.rbuf.len())));
+            if let Some(packet) = self.try_decode()? {
+                return Ok(Some(packet));
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Waits until the read buffer holds bytes not yet found to be an
+    /// incomplete packet; `false` on a clean end of stream. Cancel-safe.
+    /// The connection loop waits on this rather than on [`Framed::read_packet`]
+    /// so that its idle state holds no decoded packet (hundreds of bytes).
+    pub(crate) async fn fill(&mut self) -> Result<bool, ConnError> {
+        loop {
+            if !self.rbuf.is_empty() && !self.partial {
+                return Ok(true);
+            }
+            if self.rbuf.is_empty() {
+                // Nothing pending: give the buffer back (decoded payloads
+                // keep their own share of it) and wait for bytes without one.
+                self.rbuf = BytesMut::new();
+                std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)).await?;
+            }
+            if self.rbuf.len() == self.rbuf.capacity() {
+                self.rbuf.reserve(READ_CHUNK);
             }
             if self.stream.read_buf(&mut self.rbuf).await? == 0 {
                 return if self.rbuf.is_empty() {
-                    Ok(None)
+                    Ok(false)
                 } else {
                     Err(ConnError::Truncated)
                 };
             }
+            self.partial = false;
         }
     }
 
     /// The next packet if one is already buffered, without reading.
     pub(crate) fn try_decode(&mut self) -> Result<Option<(Packet, usize)>, ConnError> {
         let before = self.rbuf.len();
-        Ok(self
-            .decoder
-            .decode(&mut self.rbuf)?
-            .map(|p| (p, before - self.rbuf.len())))
+        let packet = self.decoder.decode(&mut self.rbuf)?;
+        self.partial = packet.is_none();
+        Ok(packet.map(|p| (p, before - self.rbuf.len())))
     }
 
     /// Encodes `packet` into the write buffer; returns its size.
@@ -92,7 +129,7 @@ impl Framed {
         let n = self.wbuf.len();
         if n > 0 {
             self.stream.write_all(&self.wbuf).await?;
-            self.wbuf.clear();
+            self.wbuf = BytesMut::new();
             self.stream.flush().await?;
         }
         Ok(n)

@@ -8,13 +8,14 @@ mod inbound;
 mod io;
 mod outbound;
 
+use std::future::Future;
 use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::Duration;
 
 use skerry_codec::{ConnAck, Connect, Packet, ProtocolVersion, ReasonCode};
 use tokio::time::timeout_at;
-use tracing::{debug, info_span, Instrument};
+use tracing::{debug, debug_span, Instrument};
 
 pub(crate) use io::ConnError;
 use io::Framed;
@@ -27,35 +28,45 @@ use crate::stats::NodeStats;
 /// Packet ids a client may have awaiting PUBREL at once (our Receive Maximum).
 pub(crate) const RECEIVE_MAXIMUM: u16 = 128;
 
-/// Serves one accepted connection to its end.
-pub(crate) async fn serve(node: Arc<NodeShared>, accepted: Accepted) {
+/// Serves one accepted connection to its end. Not an `async fn`: the
+/// handshake is boxed before the returned future exists, so that future
+/// holds neither the `Accepted` nor the handshake's state, only the packet
+/// loop's (every byte of it is paid per idle connection).
+pub(crate) fn serve(node: Arc<NodeShared>, accepted: Accepted) -> impl Future<Output = ()> + Send {
     let span =
-        info_span!("conn", peer = %accepted.peer, listener = %accepted.listener, client_id = tracing::field::Empty);
+        debug_span!("conn", peer = %accepted.peer, listener = %accepted.listener, client_id = tracing::field::Empty);
+    let handshake = Box::pin(handshake(node, accepted));
     async move {
-        match handshake(node, accepted).await {
+        let ended = match handshake.await {
+            Ok(Some(conn)) => conn.run().await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        match ended {
             Ok(()) => debug!("connection closed"),
             Err(e) => debug!(error = %e, "connection closed"),
         }
     }
     .instrument(span)
-    .await;
 }
 
-async fn handshake(node: Arc<NodeShared>, accepted: Accepted) -> Result<(), ConnError> {
+/// CONNECT, authentication, session, CONNACK: the connection ready to run,
+/// or `None` when it ended here.
+async fn handshake(node: Arc<NodeShared>, accepted: Accepted) -> Result<Option<Box<conn::Conn>>, ConnError> {
     // One deadline from accept on: time spent on TLS or a PROXY header is
     // not given again for the CONNECT.
     let deadline = accepted.handshake_deadline;
-    let mut io = Framed::new(accepted.stream, accepted.max_packet_size);
+    let mut io = Framed::new(accepted.stream, accepted.max_packet_size, accepted.permit);
     let connect = match timeout_at(deadline, io.read_packet()).await {
         Err(_) => {
             debug!("no CONNECT before the handshake deadline");
-            return Ok(());
+            return Ok(None);
         }
         Ok(Ok(Some((Packet::Connect(c), n)))) => {
             NodeStats::add(&node.stats.bytes_received, n as u64);
             c
         }
-        Ok(Ok(_)) => return Ok(()),
+        Ok(Ok(_)) => return Ok(None),
         Ok(Err(ConnError::Decode(e)))
             if matches!(
                 e.reason_code(),
@@ -86,15 +97,20 @@ async fn handshake(node: Arc<NodeShared>, accepted: Accepted) -> Result<(), Conn
             let connack = params.connack(&connect, &admitted, attached.session_present);
             io.queue(&Packet::ConnAck(connack), version)?;
             node.stats.connack_sent.inc(ReasonCode::Success as u8);
-            let conn = conn::Conn::new(node, io, params, attached, connect.will);
-            conn.run().await
+            Ok(Some(Box::new(conn::Conn::new(
+                node,
+                io,
+                params,
+                attached,
+                connect.will,
+            ))))
         }
         Err(reason) => {
             node.stats.connack_sent.inc(reason as u8);
             debug!(reason = ?reason, "connection refused");
             io.queue(&Packet::ConnAck(ConnAck::new(reason)), version)?;
             io.close().await;
-            Ok(())
+            Ok(None)
         }
     }
 }
@@ -129,9 +145,13 @@ async fn admit(node: &NodeShared, c: &Connect, identity: Option<String>) -> Resu
         identity_username: identity,
     };
     let auth = node.authenticator();
-    let identity = tokio::task::spawn_blocking(move || auth.authenticate(&request))
-        .await
-        .map_err(|_| ReasonCode::UnspecifiedError)?;
+    let identity = if auth.verifies_password(&request) {
+        tokio::task::spawn_blocking(move || auth.authenticate(&request))
+            .await
+            .map_err(|_| ReasonCode::UnspecifiedError)?
+    } else {
+        auth.authenticate(&request)
+    };
     match identity {
         Ok(identity) => Ok(Admitted {
             client_id,

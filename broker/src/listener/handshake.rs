@@ -79,24 +79,45 @@ impl Handshake {
 
     /// Runs in the connection's task: handshake, then `handler` until it
     /// returns. Failures end the connection; they are logged and counted.
-    pub(super) async fn serve<H, Fut>(
+    /// The transport handshake runs boxed and is gone once the handler
+    /// runs: the task then holds the handler's future and little else.
+    pub(super) fn serve<H, Fut>(
         self: Arc<Self>,
         tcp: TcpStream,
         peer: SocketAddr,
         permit: OwnedSemaphorePermit,
         stats: Arc<ListenerStats>,
         handler: Arc<H>,
-    ) where
+    ) -> impl Future<Output = ()> + Send
+    where
         H: Fn(Accepted) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        let active = stats.on_accept();
+        let establish = Box::pin(self.establish(tcp, peer, permit, stats));
+        async move {
+            let _active = active;
+            if let Some(accepted) = establish.await {
+                handler(accepted).await;
+            }
+        }
+    }
+
+    /// PROXY header, TLS, WebSocket under the handshake deadline: what the
+    /// handler gets, or `None` when the connection ended here.
+    async fn establish(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+        stats: Arc<ListenerStats>,
+    ) -> Option<Accepted> {
         let handshake_deadline = tokio::time::Instant::now() + self.timeout;
-        let _active = stats.on_accept();
         if let Some(proxy) = &self.proxy {
             if !proxy::is_trusted(&proxy.trusted, peer) {
                 stats.on_proxy_refused();
                 debug!(listener = %self.listener, %peer, "PROXY protocol peer not trusted, connection closed");
-                return;
+                return None;
             }
         }
         // Nagle would hold back small MQTT packets such as PUBACK.
@@ -108,15 +129,21 @@ impl Handshake {
             Err(error) => {
                 stats.on_handshake_failed();
                 debug!(listener = %self.listener, %peer, %error, "connection lost before its handshake");
-                return;
+                return None;
             }
         };
         let established = match tokio::time::timeout_at(handshake_deadline, self.handshake(tcp, peer)).await {
             Ok(Ok(established)) => established,
-            Ok(Err(error)) => return self.failed(&stats, peer, &error),
-            Err(_) => return self.failed(&stats, peer, &HandshakeError::Timeout),
+            Ok(Err(error)) => {
+                self.failed(&stats, peer, &error);
+                return None;
+            }
+            Err(_) => {
+                self.failed(&stats, peer, &HandshakeError::Timeout);
+                return None;
+            }
         };
-        handler(Accepted {
+        Some(Accepted {
             stream: established.stream,
             peer: established.peer,
             local,
@@ -128,7 +155,6 @@ impl Handshake {
             handshake_deadline,
             permit,
         })
-        .await;
     }
 
     fn failed(&self, stats: &ListenerStats, peer: SocketAddr, error: &HandshakeError) {

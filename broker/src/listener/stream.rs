@@ -8,11 +8,35 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 /// Anything the MQTT layer can read packets from and write packets to.
-pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {
+    /// Ready when a read would not block, found without a read buffer: an
+    /// idle connection then holds none. Streams that cannot tell (TLS,
+    /// WebSocket: their own buffers decide) are always ready, and the
+    /// reader keeps a buffer for them.
+    fn poll_read_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
 
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + ?Sized> Io for T {}
+impl Io for TcpStream {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+}
+
+impl<S: Io> Io for Prefixed<S> {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.prefix.has_remaining() {
+            return Poll::Ready(Ok(()));
+        }
+        self.inner.poll_read_ready(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Send + Unpin> Io for tokio_rustls::server::TlsStream<S> {}
 
 /// A connection after its transport handshake: TCP, TLS, WebSocket or a
 /// stack of them, as one byte stream.

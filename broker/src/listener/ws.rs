@@ -95,6 +95,8 @@ pub(super) struct WsStream<S> {
     pending: Bytes,
 }
 
+impl<S: AsyncRead + AsyncWrite + Send + Unpin> super::Io for WsStream<S> {}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;

@@ -119,11 +119,10 @@ impl NodeHandle {
             return false;
         };
         let inner = session.inner.lock();
-        inner.link.as_ref().is_some_and(|l| {
-            l.control
-                .send(Control::Disconnect(ReasonCode::AdministrativeAction))
-                .is_ok()
-        })
+        inner
+            .link
+            .as_ref()
+            .is_some_and(|mailbox| mailbox.command(Control::Disconnect(ReasonCode::AdministrativeAction)))
     }
 
     /// Every retained message, by topic.

@@ -116,7 +116,7 @@ impl NodeShared {
             .collect();
         let generation = {
             let mut inner = session.inner.lock();
-            inner.state = Some(state);
+            inner.state = Some(Box::new(state));
             inner.queue = queue;
             inner.expiry = record.expiry;
             inner.username = record.username;

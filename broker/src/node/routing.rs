@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use skerry_codec::{QoS, SubscriptionOptions};
 use skerry_store::Commit;
-use tokio::sync::mpsc;
 
 use super::persist::Batch;
 use super::NodeShared;
+use crate::mailbox::Mailbox;
 use crate::message::{Delivery, Message};
 use crate::router::{self, Destination};
 use crate::session::{Session, SessionState, Subscription};
@@ -32,7 +32,7 @@ pub(crate) struct Published {
 /// A delivery waiting for room in a connected recipient's channel.
 pub(crate) struct Congested {
     session: Arc<Session>,
-    tx: mpsc::Sender<Delivery>,
+    mailbox: Arc<Mailbox>,
     delivery: Delivery,
 }
 
@@ -124,10 +124,10 @@ impl NodeShared {
                 subscription_ids,
                 stored: None,
             };
-            if let Some((tx, delivery)) = session.deliver(delivery, self.limits.queue, &self.stats, &mut batch) {
+            if let Some((mailbox, delivery)) = session.deliver(delivery, self.limits.queue, &self.stats, &mut batch) {
                 congested.push(Congested {
                     session: Arc::clone(session),
-                    tx,
+                    mailbox,
                     delivery,
                 });
             }
@@ -149,9 +149,9 @@ impl NodeShared {
     /// recipient's channel; a recipient that went offline meanwhile gets the
     /// message in its offline queue. Only a wait that runs out drops it.
     pub(crate) async fn wait_for_room(&self, c: Congested) {
-        match tokio::time::timeout(CONGESTION_WAIT, c.tx.send(c.delivery)).await {
+        match tokio::time::timeout(CONGESTION_WAIT, c.mailbox.post(c.delivery)).await {
             Ok(Ok(())) => {}
-            Ok(Err(mpsc::error::SendError(delivery))) => {
+            Ok(Err(delivery)) => {
                 let msg = Arc::clone(&delivery.msg);
                 let mut batch = Batch::new(&*self.store, &msg);
                 // Offline now: this queues it (or drops it, counted, if the queue is full).

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use skerry_codec::{Connect, LastWill, ProtocolVersion};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tracing::debug;
 
 use super::NodeShared;
 use crate::connection::Params;
+use crate::mailbox::Mailbox;
 use crate::message::{Delivery, Message};
 use crate::router::{Destination, SessionKey};
-use crate::session::{enqueue, Control, Link, PendingWill, Session, SessionState, NEVER_EXPIRES};
+use crate::session::{enqueue, Control, PendingWill, Session, SessionState, NEVER_EXPIRES};
 use crate::stats::NodeStats;
 
 /// How long a new connection waits for the old one to let go of a session.
@@ -91,11 +92,11 @@ pub(crate) enum Ending {
 /// What a connection hands back when it ends.
 pub(crate) struct Leaving<'a> {
     pub(crate) state: SessionState,
-    pub(crate) rx: mpsc::Receiver<Delivery>,
+    pub(crate) mailbox: &'a Mailbox,
     /// Deliveries it had taken but not sent.
     pub(crate) pending: VecDeque<Delivery>,
     pub(crate) ending: &'a Ending,
-    pub(crate) will: Option<LastWill>,
+    pub(crate) will: Option<Box<LastWill>>,
 }
 
 /// What a connection gets when it attaches.
@@ -103,8 +104,7 @@ pub(crate) struct Attached {
     pub(crate) session: Arc<Session>,
     pub(crate) state: SessionState,
     pub(crate) queue: VecDeque<Delivery>,
-    pub(crate) rx: mpsc::Receiver<Delivery>,
-    pub(crate) control: mpsc::UnboundedReceiver<Control>,
+    pub(crate) mailbox: Arc<Mailbox>,
     pub(crate) session_present: bool,
     /// Session expiry granted, in seconds.
     pub(crate) expiry: u32,
@@ -129,19 +129,15 @@ impl NodeShared {
             (self.sessions.lock().get_or_create(client_id).0, false)
         };
         let expiry = self.granted_expiry(c);
-        let (tx, rx) = mpsc::channel(self.limits.max_online);
-        let (control_tx, control) = mpsc::unbounded_channel();
+        let mailbox = Arc::new(Mailbox::new(self.limits.max_online));
         let mut inner = session.inner.lock();
         inner.generation += 1;
         inner.pending_will = None;
-        inner.link = Some(Link {
-            tx,
-            control: control_tx,
-        });
+        inner.link = Some(Arc::clone(&mailbox));
         inner.expiry = expiry;
         inner.username = username;
         inner.disconnected_at = None;
-        let state = inner.state.take().unwrap_or_default();
+        let state = inner.state.take().map(|s| *s).unwrap_or_default();
         let queue = std::mem::take(&mut inner.queue);
         drop(inner);
         self.router.write().set_online(&Destination::Local(session.key), true);
@@ -149,8 +145,7 @@ impl NodeShared {
             session: Arc::clone(&session),
             state,
             queue,
-            rx,
-            control,
+            mailbox,
             session_present: present,
             expiry,
         }
@@ -177,7 +172,7 @@ impl NodeShared {
             inner
                 .link
                 .as_ref()
-                .is_some_and(|l| l.control.send(Control::TakeOver(Arc::clone(&done))).is_ok())
+                .is_some_and(|mailbox| mailbox.command(Control::TakeOver(Arc::clone(&done))))
         };
         if sent && tokio::time::timeout(TAKEOVER_TIMEOUT, done.notified()).await.is_err() {
             debug!(client_id = %session.client_id, "old connection did not let go in time");
@@ -190,18 +185,15 @@ impl NodeShared {
     pub(crate) fn detach(self: &Arc<Self>, session: &Arc<Session>, leaving: Leaving<'_>, p: &Params) {
         let Leaving {
             state,
-            mut rx,
+            mailbox,
             pending,
             ending,
             will,
         } = leaving;
         let mut inner = session.inner.lock();
         inner.link = None;
-        rx.close();
         let mut queue: VecDeque<Delivery> = pending;
-        while let Ok(d) = rx.try_recv() {
-            queue.push_back(d);
-        }
+        queue.extend(mailbox.close());
         let persistent = inner.expiry != 0;
         if persistent {
             for d in queue.into_iter().filter(|d| d.qos != skerry_codec::QoS::AtMostOnce) {
@@ -209,7 +201,7 @@ impl NodeShared {
                 let _ = enqueue(&mut inner.queue, d, self.limits.queue, &self.stats, |_| {});
             }
         }
-        inner.state = Some(state);
+        inner.state = Some(Box::new(state));
         inner.disconnected_at = Some(SystemTime::now());
         if persistent {
             self.persist_offline(session, &mut inner);
@@ -218,14 +210,14 @@ impl NodeShared {
         let expiry = inner.expiry;
         let will = match ending {
             Ending::Normal => None,
-            Ending::Abnormal | Ending::TakenOver(_) => will.map(|w| will_message(w, session.key)),
+            Ending::Abnormal | Ending::TakenOver(_) => will.map(|w| will_message(*w, session.key)),
         };
         drop(inner);
         self.router.write().set_online(&Destination::Local(session.key), false);
         let delay = will.as_ref().map_or(0, |(_, d)| *d).min(expiry);
         match will {
             Some((msg, _)) if delay == 0 => self.publish_will(msg),
-            Some((msg, _)) => session.inner.lock().pending_will = Some(PendingWill { msg }),
+            Some((msg, _)) => session.inner.lock().pending_will = Some(Box::new(PendingWill { msg })),
             None => {}
         }
         if expiry == 0 {
@@ -288,7 +280,7 @@ impl NodeShared {
         let will = {
             let mut inner = session.inner.lock();
             inner.queue.clear();
-            inner.state = Some(SessionState::default());
+            inner.state = Some(Box::default());
             inner.pending_will.take()
         };
         if let Some(w) = will {
