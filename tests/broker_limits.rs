@@ -116,3 +116,41 @@ async fn passwd_users_log_in_with_their_password_only() {
     assert!(!unknown, "unknown user accepted");
     broker.stop().await;
 }
+
+/// A subscriber that stops reading fills its socket buffers, then its
+/// mailbox (`max_online_messages: 4`): from then on its publisher is not
+/// read from (TCP holds it back) instead of the QoS 0 messages being
+/// dropped. Once the subscriber reads again every message arrives, in
+/// order, and nothing was dropped.
+#[tokio::test]
+async fn a_full_mailbox_holds_the_publisher_back_instead_of_dropping_qos0() {
+    const MESSAGES: u32 = 800;
+    const SIZE: usize = 64 * 1024;
+    let broker = TestBroker::start("  sessions:\n    max_online_messages: 4").await;
+    let addr = broker.tcp();
+    let mut sub = RawClient::connected(addr, ProtocolVersion::V311, "slow").await;
+    assert!(!sub.subscribe("bp/#").await.is_error());
+    let publisher = tokio::spawn(async move {
+        let mut p = RawClient::connected(addr, ProtocolVersion::V311, "fast").await;
+        for i in 0..MESSAGES {
+            let mut payload = vec![0u8; SIZE];
+            payload[..4].copy_from_slice(&i.to_be_bytes());
+            p.send(&Packet::Publish(Publish::new("bp/x", payload))).await;
+        }
+        p
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !publisher.is_finished(),
+        "52 MB cannot all be taken while the subscriber reads nothing"
+    );
+    for i in 0..MESSAGES {
+        match sub.recv().await {
+            Some(Packet::Publish(p)) => assert_eq!(p.payload[..4], i.to_be_bytes(), "message {i} in order"),
+            other => panic!("expected message {i}, got {other:?}"),
+        }
+    }
+    let _publisher = publisher.await.expect("publisher task");
+    assert_eq!(broker.stat("queue_message_drop"), 0);
+    broker.stop().await;
+}

@@ -159,8 +159,8 @@ impl Session {
     /// the offline queue when offline and persistent (QoS 1/2 only).
     /// Queued messages are recorded in `batch` for the store.
     ///
-    /// A QoS 1/2 message for a connected client whose mailbox is full is
-    /// handed back with the mailbox, so the publisher can wait for room
+    /// A message for a connected client whose mailbox is full is handed
+    /// back with the mailbox, so the publisher can wait for room
     /// (backpressure) instead of the message being dropped.
     pub(crate) fn deliver(
         &self,
@@ -173,13 +173,7 @@ impl Session {
         let delivery = match &inner.link {
             Some(mailbox) => match mailbox.try_post(delivery) {
                 Ok(()) => return None,
-                Err(PostError::Full(d)) if d.qos != QoS::AtMostOnce => {
-                    return Some((Arc::clone(mailbox), d));
-                }
-                Err(PostError::Full(_)) => {
-                    NodeStats::inc(&stats.queue_message_drop);
-                    return None;
-                }
+                Err(PostError::Full(d)) => return Some((Arc::clone(mailbox), d)),
                 // The connection is ending; it will park its state next.
                 Err(PostError::Closed(d)) => d,
             },

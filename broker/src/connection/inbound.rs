@@ -90,9 +90,10 @@ impl Conn {
             }
             // Backpressure: a subscriber that cannot keep up slows its
             // publishers down (they are not acknowledged, and not read from)
-            // instead of losing their QoS 1/2 messages.
+            // instead of losing their messages, up to a bound.
+            let deadline = tokio::time::Instant::now() + crate::node::CONGESTION_WAIT;
             for c in published.congested {
-                self.node.wait_for_room(c).await;
+                self.node.wait_for_room(c, deadline).await;
             }
             ReasonCode::Success
         } else {

@@ -27,6 +27,7 @@ use tracing::{error, info, warn};
 
 pub use admin::{NodeHandle, RetainedInfo, SessionInfo};
 pub(crate) use persist::Batch;
+pub(crate) use routing::CONGESTION_WAIT;
 pub(crate) use sessions::{Attached, Ending, Leaving};
 
 use crate::auth::{Acl, Authenticator, Users, UsersError};

@@ -14,10 +14,12 @@ use crate::router::{self, Destination};
 use crate::session::{Session, SessionState, Subscription};
 use crate::stats::NodeStats;
 
-/// How long a publisher waits for room in a slow subscriber's channel before
-/// the message is dropped (counted). Bounded so that two clients publishing
-/// to each other cannot wait on each other for ever.
-const CONGESTION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a publisher waits, per PUBLISH and for all its slow recipients
+/// together, for room in their mailboxes before the message is dropped for
+/// them (counted). Bounded so that two clients publishing to each other
+/// cannot wait on each other for ever, and one stuck subscriber costs a
+/// publisher at most this per message.
+pub(crate) const CONGESTION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What routing one message did.
 pub(crate) struct Published {
@@ -25,7 +27,7 @@ pub(crate) struct Published {
     pub(crate) delivered: usize,
     /// With `sync` durability, the commit the publisher's acknowledgement waits for.
     pub(crate) commit: Option<Commit>,
-    /// QoS 1/2 deliveries whose connected recipient had no room yet.
+    /// Deliveries whose connected recipient had no room yet.
     pub(crate) congested: Vec<Congested>,
 }
 
@@ -145,11 +147,11 @@ impl NodeShared {
         }
     }
 
-    /// Waits (at most [`CONGESTION_WAIT`]) for room in a connected
-    /// recipient's channel; a recipient that went offline meanwhile gets the
-    /// message in its offline queue. Only a wait that runs out drops it.
-    pub(crate) async fn wait_for_room(&self, c: Congested) {
-        match tokio::time::timeout(CONGESTION_WAIT, c.mailbox.post(c.delivery)).await {
+    /// Waits (until `deadline`) for room in a connected recipient's
+    /// mailbox; a recipient that went offline meanwhile gets the message in
+    /// its offline queue. Only a wait that runs out drops it.
+    pub(crate) async fn wait_for_room(&self, c: Congested, deadline: tokio::time::Instant) {
+        match tokio::time::timeout_at(deadline, c.mailbox.post(c.delivery)).await {
             Ok(Ok(())) => {}
             Ok(Err(delivery)) => {
                 let msg = Arc::clone(&delivery.msg);
