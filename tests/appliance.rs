@@ -301,3 +301,118 @@ fn device_to_shared_consumer_through_the_balancer() {
         stopping.elapsed()
     );
 }
+
+/// The README's "From nothing to a message over TLS", command for command:
+/// `skerry run` without a file in an empty directory, a device certificate
+/// from the CA it created, `mosquitto_sub`/`mosquitto_pub` over mTLS on
+/// 8883, `skerry ctl sessions`, then SIGTERM. The embedded default's ports
+/// are fixed (1883, 8883, 8888, 11883): the test says so and stops if one
+/// is taken on this machine.
+#[test]
+fn readme_walkthrough_on_the_embedded_default() {
+    if !have("mosquitto_pub") {
+        eprintln!("skipped: mosquitto clients are not installed (bash tests/run installs them)");
+        return;
+    }
+    let taken: Vec<u16> = [1883, 8883, 8888, 11883]
+        .into_iter()
+        .filter(|p| TcpListener::bind(("0.0.0.0", *p)).is_err())
+        .collect();
+    if !taken.is_empty() {
+        eprintln!("skipped: the embedded default's ports {taken:?} are in use here");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let log = std::fs::File::create(dir.join("run.log")).unwrap();
+    let mut run = Running(
+        Command::new(skerry_bin())
+            .arg("run")
+            .current_dir(dir)
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(8888, &mut run.0);
+    assert!(
+        dir.join("skerry-data/ca/ca.crt").exists(),
+        "the CA is created on first start"
+    );
+    let issue = Command::new(skerry_bin())
+        .args([
+            "ca",
+            "issue",
+            "client",
+            "--dir",
+            "skerry-data/ca",
+            "--cn",
+            "dev-42",
+            "--out",
+            "dev-42",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    ok(&issue, "ca issue client");
+    let mtls = [
+        "-h",
+        "localhost",
+        "-p",
+        "8883",
+        "--cafile",
+        "skerry-data/ca/ca.crt",
+        "--cert",
+        "dev-42.crt",
+        "--key",
+        "dev-42.key",
+    ];
+    // Like the README's `mosquitto_sub ... &`: it stays connected.
+    let mut sub = Running(
+        Command::new("mosquitto_sub")
+            .args(mtls)
+            .args(["-t", "devices/#", "-v", "-W", "30"])
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = sub.0.stdout.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let _ = line_tx.send(line);
+    });
+    // Publish until the subscriber (connecting meanwhile) has the message.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let got = loop {
+        let publish = Command::new("mosquitto_pub")
+            .args(mtls)
+            .args(["-t", "devices/dev-42/telemetry", "-m", "21.5"])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        ok(&publish, "mosquitto_pub over mTLS");
+        if let Ok(line) = line_rx.recv_timeout(Duration::from_millis(200)) {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "nothing arrived over mTLS");
+    };
+    assert_eq!(got.trim(), "devices/dev-42/telemetry 21.5");
+
+    let sessions = skerry(&["ctl", "sessions"]);
+    ok(&sessions, "ctl sessions");
+    let table = String::from_utf8_lossy(&sessions.stdout);
+    assert!(
+        table.contains("dev-42"),
+        "the subscriber is logged in as dev-42: {table}"
+    );
+    drop(sub);
+
+    Command::new("kill")
+        .args(["-TERM", &run.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = run.0.wait().unwrap();
+    assert!(status.success(), "skerry run exited with {status}");
+}
