@@ -14,6 +14,17 @@ use skerry_tests::{have, skerry, skerry_bin};
 /// A child process that is killed if the test ends early.
 struct Running(Child);
 
+impl Running {
+    /// SIGTERM, then the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        self.0.wait().unwrap()
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -289,11 +300,7 @@ fn device_to_shared_consumer_through_the_balancer() {
 
     // SIGTERM: everything stops, cleanly, well within the grace period.
     let stopping = Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &run.0.id().to_string()])
-        .status()
-        .unwrap();
-    let status = run.0.wait().unwrap();
+    let status = run.terminate();
     assert!(status.success(), "skerry run exited with {status}");
     assert!(
         stopping.elapsed() < Duration::from_secs(10),
@@ -408,11 +415,6 @@ fn readme_walkthrough_on_the_embedded_default() {
         "the subscriber is logged in as dev-42: {table}"
     );
     drop(sub);
-
-    Command::new("kill")
-        .args(["-TERM", &run.0.id().to_string()])
-        .status()
-        .unwrap();
-    let status = run.0.wait().unwrap();
+    let status = run.terminate();
     assert!(status.success(), "skerry run exited with {status}");
 }

@@ -51,3 +51,13 @@ pub use pool::BackendStatus;
 pub use reload::Reload;
 pub use server::{Balancer, BalancerHandle};
 pub use view::BalancerView;
+
+/// A balancer configuration for unit tests: one listener on pool `p`,
+/// `lb_extra` at the `lb:` level, `pool` the rest of the pool's lines.
+#[cfg(test)]
+pub(crate) fn test_lb(lb_extra: &str, pool: &str) -> skerry_config::Lb {
+    let yaml =
+        format!("lb:\n{lb_extra}  listeners:\n    - {{bind: 127.0.0.1:0, pool: p}}\n  pools:\n    - name: p\n{pool}");
+    let config = skerry_config::parse(&yaml, std::path::Path::new(".")).expect("test config");
+    config.lb.expect("an lb section")
+}

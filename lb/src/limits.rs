@@ -223,13 +223,7 @@ mod tests {
     use super::*;
 
     fn lb(yaml_extra: &str) -> Lb {
-        let yaml = format!(
-            "lb:\n{yaml_extra}  listeners:\n    - {{bind: 127.0.0.1:0, pool: p}}\n  pools:\n    - name: p\n      members: [{{name: a, address: 127.0.0.1:1}}]\n"
-        );
-        skerry_config::parse(&yaml, std::path::Path::new("."))
-            .unwrap()
-            .lb
-            .unwrap()
+        crate::test_lb(yaml_extra, "      members: [{name: a, address: 127.0.0.1:1}]\n")
     }
 
     #[test]

@@ -135,13 +135,10 @@ mod tests {
     use super::*;
 
     fn lb(extra: &str, members: &str, balance: &str) -> Lb {
-        let yaml = format!(
-            "lb:\n{extra}  listeners:\n    - {{bind: 127.0.0.1:0, pool: p}}\n  pools:\n    - name: p\n      balance: {balance}\n      members: [{members}]\n"
-        );
-        skerry_config::parse(&yaml, std::path::Path::new("."))
-            .unwrap()
-            .lb
-            .unwrap()
+        crate::test_lb(
+            extra,
+            &format!("      balance: {balance}\n      members: [{members}]\n"),
+        )
     }
 
     #[test]
