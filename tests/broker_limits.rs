@@ -144,6 +144,8 @@ async fn a_full_mailbox_holds_the_publisher_back_instead_of_dropping_qos0() {
         !publisher.is_finished(),
         "52 MB cannot all be taken while the subscriber reads nothing"
     );
+    let depth = broker.session("slow").expect("session").queued;
+    assert_eq!(depth, 4, "the admin API shows the full mailbox");
     for i in 0..MESSAGES {
         match sub.recv().await {
             Some(Packet::Publish(p)) => assert_eq!(p.payload[..4], i.to_be_bytes(), "message {i} in order"),

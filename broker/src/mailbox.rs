@@ -116,6 +116,11 @@ impl Mailbox {
         self.arrived.notified().await;
     }
 
+    /// Deliveries waiting (for the admin API's queue depth).
+    pub(crate) fn len(&self) -> usize {
+        self.mail.lock().deliveries.len()
+    }
+
     /// Whether deliveries are waiting.
     pub(crate) fn has_deliveries(&self) -> bool {
         !self.mail.lock().deliveries.is_empty()

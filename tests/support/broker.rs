@@ -67,6 +67,11 @@ impl TestBroker {
             .expect("known counter")
     }
 
+    /// What the admin API shows of `client_id`'s session.
+    pub fn session(&self, client_id: &str) -> Option<skerry_broker::SessionInfo> {
+        self.node.as_ref().expect("running").handle().session(client_id)
+    }
+
     /// Shuts the node down and waits for it.
     pub async fn stop(mut self) {
         if let Some(node) = self.node.take() {

@@ -25,7 +25,8 @@ pub struct SessionInfo {
     pub username: Option<String>,
     /// Topic filters subscribed to.
     pub subscriptions: Vec<String>,
-    /// Messages waiting in the offline queue.
+    /// Messages waiting: in the offline queue, or for a connected client
+    /// in its mailbox (beyond its inflight window).
     pub queued: usize,
     /// Session expiry interval in seconds (`u32::MAX`: never).
     pub expiry_secs: u32,
@@ -106,7 +107,7 @@ impl NodeHandle {
             online: inner.link.is_some(),
             username: inner.username.clone(),
             subscriptions,
-            queued: inner.queue.len(),
+            queued: inner.queue.len() + inner.link.as_ref().map_or(0, |mailbox| mailbox.len()),
             expiry_secs: inner.expiry,
             offline_secs,
         }
