@@ -160,34 +160,10 @@ fn device_to_shared_consumer_through_the_balancer() {
         &skerry(&[&server[..], &["--ip", "127.0.0.1", "--out", &at("server")]].concat()),
         "issue server",
     );
-    ok(
-        &skerry(&[
-            "ca",
-            "issue",
-            "client",
-            "--dir",
-            &ca,
-            "--cn",
-            "dev-42",
-            "--out",
-            &at("dev-42"),
-        ]),
-        "issue dev-42",
-    );
-    ok(
-        &skerry(&[
-            "ca",
-            "issue",
-            "client",
-            "--dir",
-            &ca,
-            "--cn",
-            "backend-1",
-            "--out",
-            &at("backend-1"),
-        ]),
-        "issue backend",
-    );
+    for cn in ["dev-42", "backend-1"] {
+        let issued = skerry(&["ca", "issue", "client", "--dir", &ca, "--cn", cn, "--out", &at(cn)]);
+        ok(&issued, &format!("issue {cn}"));
+    }
 
     let (lb, n1, n2, admin) = (free_port(), free_port(), free_port(), free_port());
     let yaml = dir.join("skerry.yaml");

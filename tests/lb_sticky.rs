@@ -45,12 +45,8 @@ async fn placement(lb: &BalancerHandle, backends: &[MiniBackend], ids: &[String]
     at
 }
 
-fn ids() -> Vec<String> {
-    (0..CLIENTS).map(|i| format!("sensor-{i:04}")).collect()
-}
-
-#[tokio::test]
-async fn a_thousand_client_ids_land_on_the_same_backend_through_two_balancers() {
+/// Three echo backends, and their members as `node1`..`node3`.
+async fn three_backends() -> ([MiniBackend; 3], [(&'static str, SocketAddr); 3]) {
     let backends = [
         MiniBackend::start(false).await,
         MiniBackend::start(false).await,
@@ -61,6 +57,16 @@ async fn a_thousand_client_ids_land_on_the_same_backend_through_two_balancers() 
         ("node2", backends[1].addr),
         ("node3", backends[2].addr),
     ];
+    (backends, named)
+}
+
+fn ids() -> Vec<String> {
+    (0..CLIENTS).map(|i| format!("sensor-{i:04}")).collect()
+}
+
+#[tokio::test]
+async fn a_thousand_client_ids_land_on_the_same_backend_through_two_balancers() {
+    let (backends, named) = three_backends().await;
     let a = start_lb(&yaml(&named), Path::new("."));
     // The second instance lists the members in another order: the ring
     // depends on the names only.
@@ -81,16 +87,7 @@ async fn a_thousand_client_ids_land_on_the_same_backend_through_two_balancers() 
 
 #[tokio::test]
 async fn removing_one_of_three_backends_moves_only_its_clients() {
-    let backends = [
-        MiniBackend::start(false).await,
-        MiniBackend::start(false).await,
-        MiniBackend::start(false).await,
-    ];
-    let named = [
-        ("node1", backends[0].addr),
-        ("node2", backends[1].addr),
-        ("node3", backends[2].addr),
-    ];
+    let (backends, named) = three_backends().await;
     let three = start_lb(&yaml(&named), Path::new("."));
     let two = start_lb(&yaml(&[named[0], named[2]]), Path::new("."));
     let ids = ids();

@@ -75,9 +75,9 @@ async fn tls_client(ca: &Ca, cert: &Issued, port: u16, id: &str) -> Option<Strea
     (ack.reason == ReasonCode::Success).then_some(c)
 }
 
+/// `skerry ctl lb backends`; empty while the admin endpoint is not up yet.
 fn backends(admin: u16) -> String {
     let out = skerry(&["ctl", "--admin", &format!("127.0.0.1:{admin}"), "lb", "backends"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

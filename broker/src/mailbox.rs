@@ -116,14 +116,9 @@ impl Mailbox {
         self.arrived.notified().await;
     }
 
-    /// Deliveries waiting (for the admin API's queue depth).
+    /// Deliveries waiting.
     pub(crate) fn len(&self) -> usize {
         self.mail.lock().deliveries.len()
-    }
-
-    /// Whether deliveries are waiting.
-    pub(crate) fn has_deliveries(&self) -> bool {
-        !self.mail.lock().deliveries.is_empty()
     }
 
     /// The oldest command, if any.

@@ -47,15 +47,15 @@ impl BalancerHandle {
         if running.rate_classes != new.rate_classes {
             *core.classes.write() = Arc::new(Classes::new(&new.rate_classes));
         }
-        for pool in &new.pools {
-            let (Some(state), Some(old)) = (
-                core.pool(&pool.name),
-                running.pools.iter().find(|p| p.name == pool.name),
-            ) else {
+        for old in &mut running.pools {
+            let Some(pool) = new.pools.iter().find(|p| p.name == old.name) else {
                 continue;
             };
             if old.members != pool.members && same_but_members(old, pool) {
-                self.set_members(state, pool);
+                if let Some(state) = core.pool(&pool.name) {
+                    self.set_members(state, pool);
+                }
+                old.members.clone_from(&pool.members);
             }
         }
         for (listener, tls) in &self.tls {
@@ -71,15 +71,6 @@ impl BalancerHandle {
         running.max_connections = new.max_connections;
         running.max_connections_per_ip = new.max_connections_per_ip;
         running.rate_classes.clone_from(&new.rate_classes);
-        for pool in &mut running.pools {
-            if let Some(p) = new
-                .pools
-                .iter()
-                .find(|p| p.name == pool.name && same_but_members(pool, p))
-            {
-                pool.members.clone_from(&p.members);
-            }
-        }
         out
     }
 

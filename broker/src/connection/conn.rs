@@ -160,7 +160,7 @@ impl Conn {
         }
         // Deliveries are taken only while none wait for the window: the
         // backlog stays in the mailbox, bounded, where publishers see it.
-        let take_mail = self.pending.is_empty() && self.mailbox.has_deliveries();
+        let take_mail = self.pending.is_empty() && self.mailbox.len() > 0;
         let keep_alive = self.p.keep_alive.map(|ka| self.last_read + ka.mul_f32(1.5));
         let mailbox = Arc::clone(&self.mailbox);
         let shutdown = self.node.shutdown.clone();

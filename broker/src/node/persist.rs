@@ -44,16 +44,7 @@ impl<'a> Batch<'a> {
     /// Records that `d` goes into the offline queue of `client`.
     pub(crate) fn enqueue(&mut self, client: &Arc<str>, d: &mut Delivery) {
         let id = *self.id.get_or_insert_with(|| self.store.next_message_id());
-        let seq = self.store.next_seq();
-        d.stored = Some(StoredRef {
-            msg: id,
-            seq: Some(seq),
-        });
-        self.ops.push(Op::Enqueue {
-            client: Arc::clone(client),
-            seq,
-            entry: entry(d, id),
-        });
+        self.ops.push(enqueue(self.store, client, d, id));
     }
 
     /// Records that a full queue gave up `d`.
@@ -141,16 +132,7 @@ impl NodeShared {
             .filter(|d| d.stored.is_none_or(|s| s.seq.is_none()))
         {
             let id = puts.id_of(d);
-            let seq = self.store.next_seq();
-            d.stored = Some(StoredRef {
-                msg: id,
-                seq: Some(seq),
-            });
-            puts.ops.push(Op::Enqueue {
-                client: Arc::clone(client),
-                seq,
-                entry: entry(d, id),
-            });
+            puts.ops.push(enqueue(&*self.store, client, d, id));
         }
         let inflight = state
             .inflight
@@ -215,6 +197,21 @@ impl Puts<'_> {
             });
             id
         })
+    }
+}
+
+/// The op that puts `d` (message `id`) at the end of `client`'s stored
+/// queue; `d` remembers where it is stored.
+fn enqueue(store: &dyn Store, client: &Arc<str>, d: &mut Delivery, id: MsgId) -> Op {
+    let seq = store.next_seq();
+    d.stored = Some(StoredRef {
+        msg: id,
+        seq: Some(seq),
+    });
+    Op::Enqueue {
+        client: Arc::clone(client),
+        seq,
+        entry: entry(d, id),
     }
 }
 

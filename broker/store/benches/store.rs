@@ -78,7 +78,7 @@ fn enqueue(store: &dyn Store, client: &Arc<str>, i: u64) -> (Seq, Vec<Op>) {
     )
 }
 
-fn sessions(store: &dyn Store, clients: &[Arc<str>]) -> Vec<Op> {
+fn sessions(clients: &[Arc<str>]) -> Vec<Op> {
     let record = SessionRecord {
         expiry: u32::MAX,
         disconnected_at: SystemTime::now(),
@@ -88,7 +88,6 @@ fn sessions(store: &dyn Store, clients: &[Arc<str>]) -> Vec<Op> {
         awaiting_rel: vec![],
         last_packet_id: 0,
     };
-    let _ = store;
     clients
         .iter()
         .map(|c| Op::PutSession {
@@ -105,7 +104,7 @@ async fn enqueue_rate(engine: Engine, durability: Durability, in_flight: usize, 
     let store = open(engine, dir.path(), durability).expect("open");
     store.load().expect("load");
     let clients: Vec<_> = (0..TASKS).map(client).collect();
-    store.submit(sessions(&*store, &clients)).await.expect("sessions");
+    store.submit(sessions(&clients)).await.expect("sessions");
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + Duration::from_secs(secs);
@@ -159,7 +158,7 @@ async fn delete_heavy(engine: Engine, rounds: u64) -> (f64, f64, Duration) {
     let store = open(engine, dir.path(), Durability::Sync).expect("open");
     store.load().expect("load");
     let clients: Vec<_> = (0..CLIENTS).map(client).collect();
-    store.submit(sessions(&*store, &clients)).await.expect("sessions");
+    store.submit(sessions(&clients)).await.expect("sessions");
     let mut queues: Vec<std::collections::VecDeque<Seq>> = vec![Default::default(); CLIENTS];
     let start = Instant::now();
     for round in 0..rounds {
@@ -193,7 +192,7 @@ async fn delete_heavy(engine: Engine, rounds: u64) -> (f64, f64, Duration) {
 /// Fills `queued` messages (interval durability, big batches).
 async fn fill(store: &dyn Store, queued: u64) {
     let clients: Vec<_> = (0..CLIENTS).map(client).collect();
-    store.submit(sessions(store, &clients)).await.expect("sessions");
+    store.submit(sessions(&clients)).await.expect("sessions");
     let mut i = 0;
     while i < queued {
         let mut ops = Vec::with_capacity(20_000);
