@@ -269,10 +269,11 @@ fn device_to_shared_consumer_through_the_balancer() {
     let metrics = http_get(&admin_addr, "/metrics");
     assert!(metric(&metrics, "mqtt_publish_received_total") >= 1, "{metrics}");
     assert!(metric(&metrics, "mqtt_publish_auth_error_total") >= 1, "{metrics}");
-    assert!(
-        metric(&metrics, "lb_connections_total{result=\"proxied\"}") >= 3,
-        "{metrics}"
-    );
+    let proxied = metric(&metrics, "lb_connections_total{result=\"proxied\"}");
+    assert!(proxied >= 3, "{metrics}");
+    // The nodes run in this process: every session was handed over to its
+    // node (the CN travelled in the replayed PROXY header), none relayed.
+    assert_eq!(metric(&metrics, "lb_sessions_handed_off_total"), proxied, "{metrics}");
 
     // SIGTERM: everything stops, cleanly, well within the grace period.
     let stopping = Instant::now();
@@ -283,6 +284,97 @@ fn device_to_shared_consumer_through_the_balancer() {
         "shutdown took {:?}",
         stopping.elapsed()
     );
+}
+
+/// A balancer in front of a node of the same `skerry run` hands its
+/// clients over to the node (no loopback relay), except those under a
+/// bandwidth class: the limit lives in the relay, so they are relayed.
+#[test]
+fn the_balancer_hands_clients_to_its_local_node_and_relays_bandwidth_classes() {
+    if !have("mosquitto_pub") {
+        eprintln!("skipped: mosquitto clients are not installed (bash tests/run installs them)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (lb, node, admin) = (free_port(), free_port(), free_port());
+    let yaml = tmp.path().join("skerry.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            r#"admin:
+  bind: 127.0.0.1:{admin}
+broker:
+  allow_anonymous: true
+  store:
+    engine: memory
+  nodes:
+    - name: n1
+      listeners:
+        - bind: 127.0.0.1:{node}
+          proxy_protocol: {{trusted: [127.0.0.1/32]}}
+lb:
+  listeners:
+    - {{name: mqtt, bind: 127.0.0.1:{lb}, pool: nodes}}
+  pools:
+    - name: nodes
+      proxy_protocol: v2
+      members:
+        - {{name: n1, address: 127.0.0.1:{node}}}
+  rate_classes:
+    - name: slow
+      match: {{client_id_prefix: slow-}}
+      bandwidth_in: 64KiB/s
+"#
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(tmp.path().join("run.log")).unwrap();
+    let mut run = Running(
+        Command::new(skerry_bin())
+            .args(["run", "-c", yaml.to_str().unwrap()])
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(admin, &mut run.0);
+    let port = lb.to_string();
+    // One subscriber, then publishers until it has the message; returns how
+    // many publishers ran.
+    let deliver = |publisher: &str, payload: &str| -> u64 {
+        let sub = Command::new("mosquitto_sub")
+            .args(["-p", &port, "-i", "sub", "-t", "t", "-C", "1", "-W", "20"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut sub = Running(sub);
+        let mut published = 0;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while sub.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            let out = Command::new("mosquitto_pub")
+                .args(["-p", &port, "-i", publisher, "-q", "1", "-t", "t", "-m", payload])
+                .output()
+                .unwrap();
+            ok(&out, publisher);
+            published += 1;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let mut got = String::new();
+        std::io::Read::read_to_string(sub.0.stdout.as_mut().unwrap(), &mut got).unwrap();
+        assert_eq!(got.trim(), payload, "{publisher}'s message");
+        published
+    };
+    let fast = deliver("fast-1", "handed over");
+    let slow = deliver("slow-1", "relayed");
+
+    let metrics = http_get(&format!("127.0.0.1:{admin}"), "/metrics");
+    let proxied = metric(&metrics, "lb_connections_total{result=\"proxied\"}");
+    let handed_off = metric(&metrics, "lb_sessions_handed_off_total");
+    // Two subscribers and the fast publishers went to the node directly;
+    // each slow publisher was relayed, its bytes counted by the relay.
+    assert_eq!(handed_off, 2 + fast, "{metrics}");
+    assert_eq!(proxied - handed_off, slow, "{metrics}");
+    assert!(metric(&metrics, "lb_bytes_to_backends_total") > 0, "{metrics}");
+    assert!(run.terminate().success());
 }
 
 /// The README's "From nothing to a message over TLS", command for command:

@@ -7,6 +7,7 @@ mod ca;
 mod config_cmd;
 mod ctl;
 mod lb_cmd;
+mod local;
 mod logging;
 mod passwd;
 mod run;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::admin::{self, AdminState};
+use crate::local::LocalNodes;
 
 /// Run the appliance.
 #[derive(Debug, clap::Args)]
@@ -62,7 +63,15 @@ async fn supervise(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit
     }
     let handles: Vec<_> = nodes.iter().map(Node::handle).collect();
     let lb = match &config.lb {
-        Some(cfg) => Some(skerry_lb::Balancer::start(cfg).context("starting the balancer")?),
+        // On this runtime, beside the nodes, which take over the clients
+        // bound for their listeners instead of having them relayed.
+        Some(cfg) => {
+            let local = LocalNodes::new(nodes.iter().flat_map(|n| n.inlets().iter().cloned()).collect());
+            Some(
+                skerry_lb::Balancer::start_on(cfg, &tokio::runtime::Handle::current(), Arc::new(local))
+                    .context("starting the balancer")?,
+            )
+        }
         None => None,
     };
     let shutdown = CancellationToken::new();

@@ -24,6 +24,7 @@ use tracing::field::{display, Empty};
 use tracing::{debug, Instrument, Span};
 
 use crate::classes::Classes;
+use crate::handoff::LocalBackends;
 use crate::limits::{Caps, ConnectRates};
 use crate::metrics::{Metrics, Outcome, Refusal};
 use crate::pool::PoolState;
@@ -45,11 +46,13 @@ pub(crate) struct Core {
     pub(crate) caps: Arc<Caps>,
     pub(crate) classes: RwLock<Arc<Classes>>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Broker listeners in this process that take clients handed over.
+    pub(crate) local: Option<Arc<dyn LocalBackends>>,
     next_id: AtomicU64,
 }
 
 impl Core {
-    pub(crate) fn new(cfg: &Lb) -> Core {
+    pub(crate) fn new(cfg: &Lb, local: Option<Arc<dyn LocalBackends>>) -> Core {
         Core {
             sniff_timeout: cfg.sniff_timeout.get(),
             max_connect_size: u32::try_from(cfg.max_connect_size.bytes()).unwrap_or(u32::MAX),
@@ -60,6 +63,7 @@ impl Core {
             caps: Arc::new(Caps::new(cfg)),
             classes: RwLock::new(Arc::new(Classes::new(&cfg.rate_classes))),
             metrics: Arc::new(Metrics::default()),
+            local,
             next_id: AtomicU64::new(0),
         }
     }
@@ -184,7 +188,7 @@ impl ListenerApp {
     /// Reads the CONNECT, then hands over to the session.
     async fn sniff<S>(&self, mut client: S, mut buf: BytesMut, tls: Option<TlsInfo>, conn: Conn) -> Outcome
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let max = self.core.max_connect_size;
         let read = timeout(self.core.sniff_timeout, mqtt::read_connect(&mut client, &mut buf, max)).await;

@@ -9,9 +9,10 @@
 //! *names*, round robin or least connections; healthy, undrained members
 //! only; bounded load) -> PROXY v1/v2 header (with the TLS and client
 //! certificate details) and the CONNECT replayed to the backend -> bytes
-//! relayed both ways under per-connection bandwidth limits. A client
-//! refused after its CONNECT gets a CONNACK with the reason in its own
-//! protocol version.
+//! relayed both ways under per-connection bandwidth limits, or, for a
+//! backend listener in the same process, the client handed over to it
+//! ([`LocalBackends`]). A client refused after its CONNECT gets a CONNACK
+//! with the reason in its own protocol version.
 //!
 //! ```no_run
 //! # async fn demo(cfg: &skerry_config::Lb) -> Result<(), skerry_lb::LbError> {
@@ -29,6 +30,7 @@ mod app;
 mod bandwidth;
 mod classes;
 mod error;
+mod handoff;
 mod health;
 mod limits;
 mod metrics;
@@ -46,6 +48,7 @@ mod tls;
 mod view;
 
 pub use error::LbError;
+pub use handoff::{ClientStream, Handoff, LocalBackends, LocalPlace};
 pub use metrics::{MetricsSnapshot, Outcome, Refusal};
 pub use pool::BackendStatus;
 pub use reload::Reload;

@@ -128,6 +128,9 @@ pub struct MetricsSnapshot {
     pub bytes_to_clients: u64,
     /// TLS handshakes that failed or timed out (also in `refusals`).
     pub tls_handshake_failures: u64,
+    /// Sessions handed to a broker node in this process instead of
+    /// relayed (also in `connections` as proxied).
+    pub handed_off: u64,
 }
 
 impl MetricsSnapshot {
@@ -154,6 +157,7 @@ pub(crate) struct Metrics {
     pub(crate) bytes_to_backends: AtomicU64,
     pub(crate) bytes_to_clients: AtomicU64,
     tls_failures: AtomicU64,
+    pub(crate) handed_off: AtomicU64,
 }
 
 impl Metrics {
@@ -199,6 +203,7 @@ impl Metrics {
             bytes_to_backends: self.bytes_to_backends.load(Relaxed),
             bytes_to_clients: self.bytes_to_clients.load(Relaxed),
             tls_handshake_failures: self.tls_failures.load(Relaxed),
+            handed_off: self.handed_off.load(Relaxed),
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! [`Balancer::start`] checks everything that can fail (TLS files, pools,
 //! binding every listener) before anything runs, then runs the pingora
-//! listening services on a dedicated thread with its own tokio runtime.
+//! listening services on a dedicated thread with its own tokio runtime
+//! ([`Balancer::start_on`]: on the caller's runtime).
 //! The caller keeps a [`BalancerHandle`] to read addresses, backends and
 //! counters, drain a backend, and shut down.
 //!
@@ -37,6 +38,7 @@ use tracing::{error, info, warn};
 
 use crate::app::{Core, ListenerApp};
 use crate::error::LbError;
+use crate::handoff::LocalBackends;
 use crate::health;
 use crate::limits::ConnectFilter;
 use crate::metrics::MetricsSnapshot;
@@ -77,8 +79,31 @@ impl Balancer {
     /// Checks `cfg`, binds every listener and starts serving on a thread of
     /// its own. Fails, naming the listener or file, before serving anything.
     pub fn start(cfg: &Lb) -> Result<BalancerHandle, LbError> {
+        Balancer::start_with(cfg, None)
+    }
+
+    /// As [`Balancer::start`], but serving on `runtime` (the caller's) instead
+    /// of a thread of its own. Where the balancer and the broker nodes it
+    /// feeds live in one process, one runtime serves both ends of each
+    /// loopback hop: a relayed write is read by the node on the same worker,
+    /// without waking another thread.
+    /// Clients whose backend is one of `local`'s listeners are handed over
+    /// to it instead of relayed.
+    pub fn start_on(
+        cfg: &Lb,
+        runtime: &tokio::runtime::Handle,
+        local: Arc<dyn LocalBackends>,
+    ) -> Result<BalancerHandle, LbError> {
+        Balancer::start_with(cfg, Some((runtime, local)))
+    }
+
+    fn start_with(
+        cfg: &Lb,
+        in_process: Option<(&tokio::runtime::Handle, Arc<dyn LocalBackends>)>,
+    ) -> Result<BalancerHandle, LbError> {
         pingora::tls::install_default_crypto_provider();
-        let core = Arc::new(Core::new(cfg));
+        let (runtime, local) = in_process.unzip();
+        let core = Arc::new(Core::new(cfg, local));
         if let Some(pool) = core.pools.iter().find(|p| p.members().list.is_empty()) {
             return Err(LbError::EmptyPool {
                 pool: pool.name.to_string(),
@@ -94,7 +119,10 @@ impl Balancer {
             .iter()
             .filter_map(|p| Some((p.app.name.to_string(), Arc::clone(p.app.tls.as_ref()?))))
             .collect();
-        let started = spawn_thread(Arc::clone(&core), prepared)?;
+        let started = match runtime {
+            None => spawn_thread(Arc::clone(&core), prepared)?,
+            Some(handle) => spawn_task(Arc::clone(&core), prepared, handle),
+        };
         Ok(BalancerHandle {
             core,
             local_addrs,
@@ -104,27 +132,65 @@ impl Balancer {
             shutdown: started.shutdown,
             failure: started.failure,
             stop: Some(started.stop),
-            thread: Some(started.thread),
+            runner: Some(started.runner),
         })
     }
 }
 
-/// The balancer thread, as its handle sees it.
+/// The running balancer, as its handle sees it.
 struct Started {
-    thread: JoinHandle<()>,
+    runner: Runner,
     stop: oneshot::Sender<Stop>,
     runtime: tokio::runtime::Handle,
     shutdown: watch::Receiver<bool>,
     failure: watch::Receiver<Option<String>>,
 }
 
+/// Where the balancer runs.
+#[derive(Debug)]
+enum Runner {
+    /// A thread with its own runtime.
+    Thread(JoinHandle<()>),
+    /// A task on the caller's runtime.
+    Task(tokio::task::JoinHandle<()>),
+}
+
+/// The channels between a handle and its running balancer.
+fn channels() -> (
+    Signals,
+    oneshot::Sender<Stop>,
+    watch::Receiver<bool>,
+    watch::Receiver<Option<String>>,
+) {
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (failure_tx, failure_rx) = watch::channel(None);
+    let signals = Signals {
+        stop: stop_rx,
+        shutdown: shutdown_tx,
+        failure: failure_tx,
+    };
+    (signals, stop_tx, shutdown_rx, failure_rx)
+}
+
+/// Starts the balancer as a task on `runtime`.
+fn spawn_task(core: Arc<Core>, prepared: Vec<Prepared>, runtime: &tokio::runtime::Handle) -> Started {
+    let (signals, stop, shutdown, failure) = channels();
+    let task = runtime.spawn(async move { serve(&core, prepared, signals).await });
+    Started {
+        runner: Runner::Task(task),
+        stop,
+        runtime: runtime.clone(),
+        shutdown,
+        failure,
+    }
+}
+
 /// Starts the balancer thread with its runtime; returns once the runtime
 /// runs. The runtime is built on that thread: a runtime must not be
 /// dropped inside another (the caller's), even on an error path.
 fn spawn_thread(core: Arc<Core>, prepared: Vec<Prepared>) -> Result<Started, LbError> {
-    let (stop_tx, stop_rx) = oneshot::channel();
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (failure_tx, failure_rx) = watch::channel(None);
+    let (signals, stop, shutdown, failure) = channels();
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let thread = std::thread::Builder::new()
         .name("skerry-lb-main".into())
@@ -136,12 +202,11 @@ fn spawn_thread(core: Arc<Core>, prepared: Vec<Prepared>) -> Result<Started, LbE
             match runtime {
                 Ok(runtime) => {
                     let _ = ready_tx.send(Ok(runtime.handle().clone()));
-                    let signals = Signals {
-                        stop: stop_rx,
-                        shutdown: shutdown_tx,
-                        failure: failure_tx,
-                    };
-                    run(runtime, &core, prepared, signals);
+                    runtime.block_on(serve(&core, prepared, signals));
+                    // Whatever is left (sessions past the grace period) is
+                    // dropped: their sockets close. Blocking work (a DNS
+                    // lookup) is not waited for long.
+                    runtime.shutdown_timeout(RUNTIME_STOP_TIMEOUT);
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -154,11 +219,11 @@ fn spawn_thread(core: Arc<Core>, prepared: Vec<Prepared>) -> Result<Started, LbE
         .unwrap_or_else(|_| Err(std::io::Error::other("the balancer thread ended at start")))
         .map_err(LbError::Runtime)?;
     Ok(Started {
-        thread,
-        stop: stop_tx,
+        runner: Runner::Thread(thread),
+        stop,
         runtime,
-        shutdown: shutdown_rx,
-        failure: failure_rx,
+        shutdown,
+        failure,
     })
 }
 
@@ -193,7 +258,7 @@ fn prepare(l: &LbListener, core: &Arc<Core>) -> Result<Prepared, LbError> {
     Ok(Prepared { app, socket, addr })
 }
 
-/// How the balancer thread is told to stop and tells of a failure.
+/// How the balancer is told to stop and tells of a failure.
 struct Signals {
     stop: oneshot::Receiver<Stop>,
     /// Turns true when the listeners must stop accepting.
@@ -202,51 +267,46 @@ struct Signals {
     failure: watch::Sender<Option<String>>,
 }
 
-/// The balancer thread: serve until told to stop, then drain. A listener
-/// that ends on its own is reported as a failure; the others go on until
-/// the owner stops the balancer.
-fn run(runtime: tokio::runtime::Runtime, core: &Arc<Core>, listeners: Vec<Prepared>, signals: Signals) {
+/// The balancer: serve until told to stop, then drain. A listener that
+/// ends on its own is reported as a failure; the others go on until the
+/// owner stops the balancer.
+async fn serve(core: &Arc<Core>, listeners: Vec<Prepared>, signals: Signals) {
     let Signals {
         mut stop,
         shutdown: shutdown_tx,
         failure,
     } = signals;
     let shutdown = shutdown_tx.subscribe();
-    runtime.block_on(async {
-        let mut serving = JoinSet::new();
-        for prepared in listeners {
-            let name = prepared.app.name.to_string();
-            let task = serve_listener(prepared, Arc::clone(core), shutdown.clone());
-            serving.spawn(async move {
-                task.await;
-                name
-            });
-        }
-        health::spawn_all(&core.pools, &shutdown);
-        tokio::spawn(housekeeping(Arc::clone(core), shutdown.clone()));
-        let how = loop {
-            tokio::select! {
-                how = &mut stop => break how.unwrap_or(Stop::Fast),
-                Some(ended) = serving.join_next() => {
-                    let why = match ended {
-                        Ok(name) => format!("balancer listener {name} stopped on its own"),
-                        Err(e) => format!("a balancer listener failed: {e}"),
-                    };
-                    error!(reason = %why, "balancer failure");
-                    failure.send_replace(Some(why));
-                }
+    let mut serving = JoinSet::new();
+    for prepared in listeners {
+        let name = prepared.app.name.to_string();
+        let task = serve_listener(prepared, Arc::clone(core), shutdown.clone());
+        serving.spawn(async move {
+            task.await;
+            name
+        });
+    }
+    health::spawn_all(&core.pools, &shutdown);
+    tokio::spawn(housekeeping(Arc::clone(core), shutdown.clone()));
+    let how = loop {
+        tokio::select! {
+            how = &mut stop => break how.unwrap_or(Stop::Fast),
+            Some(ended) = serving.join_next() => {
+                let why = match ended {
+                    Ok(name) => format!("balancer listener {name} stopped on its own"),
+                    Err(e) => format!("a balancer listener failed: {e}"),
+                };
+                error!(reason = %why, "balancer failure");
+                failure.send_replace(Some(why));
             }
-        };
-        info!(?how, "balancer stopping");
-        // Listeners stop accepting; sessions start their drain countdown.
-        let _ = shutdown_tx.send(true);
-        if how == Stop::Graceful {
-            drain(core).await;
         }
-    });
-    // Whatever is left (sessions past the grace period) is dropped: their
-    // sockets close. Blocking work (a DNS lookup) is not waited for long.
-    runtime.shutdown_timeout(RUNTIME_STOP_TIMEOUT);
+    };
+    info!(?how, "balancer stopping");
+    // Listeners stop accepting; sessions start their drain countdown.
+    let _ = shutdown_tx.send(true);
+    if how == Stop::Graceful {
+        drain(core).await;
+    }
 }
 
 /// Waits until no connection is left, or the grace period is over.
@@ -319,12 +379,12 @@ pub struct BalancerHandle {
     pub(crate) tls: Vec<(String, Arc<ServerTls>)>,
     /// The configuration started with, its live settings as last reloaded.
     pub(crate) running: parking_lot::Mutex<Lb>,
-    /// The balancer thread's runtime, for health checks of new members.
+    /// The balancer's runtime, for health checks of new members.
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) shutdown: watch::Receiver<bool>,
     failure: watch::Receiver<Option<String>>,
     stop: Option<oneshot::Sender<Stop>>,
-    thread: Option<JoinHandle<()>>,
+    runner: Option<Runner>,
 }
 
 impl BalancerHandle {
@@ -363,7 +423,7 @@ impl BalancerHandle {
     }
 
     /// Completes when the balancer can no longer serve as configured (a
-    /// listener stopped, the thread died), with the reason. Pending while
+    /// listener stopped, the balancer's thread or task died), with the reason. Pending while
     /// all is well, and after a requested stop.
     pub fn failed(&self) -> impl std::future::Future<Output = String> + Send + 'static {
         let mut failure = self.failure.clone();
@@ -373,9 +433,9 @@ impl BalancerHandle {
                     return why;
                 }
                 if failure.changed().await.is_err() {
-                    // The thread ended. Asked to (then nobody waits here any
-                    // more), or it died: a failure either way.
-                    return "the balancer thread ended".to_owned();
+                    // The balancer ended. Asked to (then nobody waits here
+                    // any more), or it died: a failure either way.
+                    return "the balancer ended".to_owned();
                 }
             }
         }
@@ -387,8 +447,14 @@ impl BalancerHandle {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(Stop::Graceful);
         }
-        if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        match self.runner.take() {
+            Some(Runner::Thread(thread)) => {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+            Some(Runner::Task(task)) => {
+                let _ = task.await;
+            }
+            None => {}
         }
     }
 }

@@ -1,9 +1,11 @@
 //! A connection after its CONNECT: admission (connection caps, the rate
 //! class's connect rate, a backend that accepts), then the PROXY header and
-//! the CONNECT replayed to the backend, then the relay. A client refused
-//! here gets a CONNACK saying why, in its protocol version.
+//! the CONNECT replayed to the backend, then the relay; or, for a backend
+//! listener in this process, the client handed over to it. A client
+//! refused here gets a CONNACK saying why, in its protocol version.
 
 use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -16,6 +18,7 @@ use tracing::{debug, info, warn, Span};
 use crate::app::{Conn, ListenerApp};
 use crate::bandwidth::Throttle;
 use crate::classes::Identity;
+use crate::handoff::{ClientStream, Handoff, LocalBackends, LocalPlace};
 use crate::limits::CapGuard;
 use crate::metrics::{Outcome, Refusal};
 use crate::pool::Lease;
@@ -23,9 +26,17 @@ use crate::splice::{self, Relay, COPY_BUF_MAX};
 use crate::tls::TlsInfo;
 use crate::{mqtt, proxy_out};
 
-/// A client allowed through, with its backend connection.
+/// Where an admitted client goes.
+enum Link {
+    /// A backend connection to relay to.
+    Relay(TcpStream),
+    /// Room at a broker listener in this process.
+    Local(Box<dyn LocalPlace>),
+}
+
+/// A client allowed through, with its backend.
 struct Admitted {
-    backend: TcpStream,
+    link: Link,
     lease: Lease,
     _cap: CapGuard,
     to_backend: Option<Throttle>,
@@ -53,7 +64,7 @@ impl ListenerApp {
         conn: Conn,
     ) -> Outcome
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let version = connect.protocol;
         let admitted = match self.admit(&connect, tls.as_ref(), &conn).await {
@@ -61,7 +72,6 @@ impl ListenerApp {
             Err(reason) => return self.refuse(&mut client, version, reason).await,
         };
         drop(connect);
-        let mut backend = admitted.backend;
         let header = proxy_out::header(
             self.pool.proxy,
             self.pool.compat,
@@ -69,13 +79,27 @@ impl ListenerApp {
             conn.addrs,
             tls.as_ref(),
         );
+        let mut backend = match admitted.link {
+            Link::Relay(backend) => backend,
+            Link::Local(place) => {
+                let mut first_bytes = BytesMut::from(&header[..]);
+                first_bytes.extend_from_slice(&buf);
+                place.hand_over(Handoff {
+                    stream: ClientStream::new(client, admitted.lease, admitted._cap),
+                    first_bytes,
+                    peer: conn.addrs.client,
+                });
+                self.core.metrics.handed_off.fetch_add(1, Relaxed);
+                debug!("session handed to the node");
+                return Outcome::Proxied;
+            }
+        };
         if let Err(error) = send_first_bytes(&mut backend, header, &buf).await {
             warn!(%error, "backend closed before taking the CONNECT");
             return self.refuse(&mut client, version, Refusal::BackendUnreachable).await;
         }
         let m = &self.core.metrics;
-        m.bytes_to_backends
-            .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        m.bytes_to_backends.fetch_add(buf.len() as u64, Relaxed);
         drop(buf);
         debug!(class = admitted.class.as_deref().unwrap_or(""), "session started");
         let relay = Relay {
@@ -114,32 +138,45 @@ impl ListenerApp {
             return Err(Refusal::ClassConnectRate);
         }
         let key = hash_key(self.pool.balance, &connect.client_id, ip);
-        let (backend, lease) = self.connect_backend(&key).await?;
+        let to_backend = class
+            .and_then(|c| c.bandwidth_in)
+            .map(|bw| Throttle::new(bw, COPY_BUF_MAX));
+        let to_client = class
+            .and_then(|c| c.bandwidth_out)
+            .map(|bw| Throttle::new(bw, COPY_BUF_MAX));
+        // Bandwidth limits live in the relay.
+        let local = self
+            .core
+            .local
+            .as_deref()
+            .filter(|_| to_backend.is_none() && to_client.is_none());
+        let (link, lease) = self.connect_backend(&key, local).await?;
         Ok(Admitted {
-            backend,
+            link,
             lease,
             _cap: cap,
-            to_backend: class
-                .and_then(|c| c.bandwidth_in)
-                .map(|bw| Throttle::new(bw, COPY_BUF_MAX)),
-            to_client: class
-                .and_then(|c| c.bandwidth_out)
-                .map(|bw| Throttle::new(bw, COPY_BUF_MAX)),
+            to_backend,
+            to_client,
             class: class.map(|c| c.name.clone()),
         })
     }
 
-    /// Tries the pool's candidates in order until one connects.
-    async fn connect_backend(&self, key: &[u8]) -> Result<(TcpStream, Lease), Refusal> {
+    /// Tries the pool's candidates in order until one takes the client: a
+    /// `local` listener with room, or a backend that connects.
+    async fn connect_backend(&self, key: &[u8], local: Option<&dyn LocalBackends>) -> Result<(Link, Lease), Refusal> {
         let candidates = self.pool.candidates(key);
         if candidates.is_empty() {
             return Err(Refusal::NoBackend);
         }
         for backend in candidates {
+            if let Some(place) = local.and_then(|l| l.reserve(&backend.address)) {
+                Span::current().record("backend", &*backend.name);
+                return Ok((Link::Local(place), backend.lease()));
+            }
             match backend.connect_within(self.pool.connect_timeout).await {
                 Ok(stream) => {
                     Span::current().record("backend", &*backend.name);
-                    return Ok((stream, backend.lease()));
+                    return Ok((Link::Relay(stream), backend.lease()));
                 }
                 Err(error) => {
                     warn!(backend = %backend.name, address = %backend.address, %error, "backend connect failed")

@@ -177,6 +177,13 @@ impl Collector for LbCollector {
         )?;
         family(
             &mut encoder,
+            "lb_sessions_handed_off",
+            "sessions handed to a node of this process instead of relayed",
+            MetricType::Counter,
+            &one(m.handed_off),
+        )?;
+        family(
+            &mut encoder,
             "lb_tls_handshake_failures",
             "failed TLS handshakes",
             MetricType::Counter,

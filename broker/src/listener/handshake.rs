@@ -1,12 +1,15 @@
 //! What happens to one accepted socket before MQTT: the PROXY header, TLS
 //! and the WebSocket upgrade, in that order, under one deadline, inside the
-//! connection's own task. Then the handler gets the connection.
+//! connection's own task. Then the handler gets the connection. A
+//! connection handed over by the balancer in this process goes through the
+//! same steps, its first bytes (PROXY header, CONNECT) replayed in memory.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use skerry_certs::tls::ServerTls;
 use skerry_config::{ProxyProtocol, Transport};
 use tokio::net::TcpStream;
@@ -16,7 +19,7 @@ use tracing::debug;
 
 use super::error::{HandshakeError, ListenerError};
 use super::stats::ListenerStats;
-use super::stream::{BoxedStream, Prefixed};
+use super::stream::{BoxedStream, Io, Prefixed};
 use super::{proxy, ws, Accepted};
 
 /// A listener's settings for the per-connection work, shared by its tasks.
@@ -29,6 +32,20 @@ pub(super) struct Handshake {
     use_identity_as_username: bool,
     websocket_path: String,
     max_packet_size: u32,
+}
+
+/// How a connection reached the listener.
+pub(super) enum Arrival {
+    /// Accepted on the listener's socket.
+    Socket(TcpStream),
+    /// Handed over by the balancer in this process: the client's stream,
+    /// the bytes the balancer would have sent first, and this listener's
+    /// address (the one the balancer would have connected to).
+    HandedOff {
+        stream: BoxedStream,
+        first_bytes: BytesMut,
+        local: SocketAddr,
+    },
 }
 
 /// A connection past its transport handshake.
@@ -83,7 +100,7 @@ impl Handshake {
     /// runs: the task then holds the handler's future and little else.
     pub(super) fn serve<H, Fut>(
         self: Arc<Self>,
-        tcp: TcpStream,
+        arrival: Arrival,
         peer: SocketAddr,
         permit: OwnedSemaphorePermit,
         stats: Arc<ListenerStats>,
@@ -94,7 +111,7 @@ impl Handshake {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let active = stats.on_accept();
-        let establish = Box::pin(self.establish(tcp, peer, permit, stats));
+        let establish = Box::pin(self.establish(arrival, peer, permit, stats));
         async move {
             let _active = active;
             if let Some(accepted) = establish.await {
@@ -107,38 +124,41 @@ impl Handshake {
     /// handler gets, or `None` when the connection ended here.
     async fn establish(
         self: Arc<Self>,
-        tcp: TcpStream,
+        arrival: Arrival,
         peer: SocketAddr,
         permit: OwnedSemaphorePermit,
         stats: Arc<ListenerStats>,
     ) -> Option<Accepted> {
         let handshake_deadline = tokio::time::Instant::now() + self.timeout;
-        if let Some(proxy) = &self.proxy {
-            if !proxy::is_trusted(&proxy.trusted, peer) {
-                stats.on_proxy_refused();
-                debug!(listener = %self.listener, %peer, "PROXY protocol peer not trusted, connection closed");
-                return None;
+        let handshake = match arrival {
+            Arrival::Socket(tcp) => {
+                let local = self.checked_socket(&tcp, peer, &stats)?;
+                (
+                    local,
+                    tokio::time::timeout_at(handshake_deadline, self.handshake(tcp, peer)).await,
+                )
             }
-        }
-        // Nagle would hold back small MQTT packets such as PUBACK.
-        if let Err(error) = tcp.set_nodelay(true) {
-            debug!(listener = %self.listener, %peer, %error, "cannot set TCP_NODELAY");
-        }
-        let local = match tcp.local_addr() {
-            Ok(local) => local,
-            Err(error) => {
-                stats.on_handshake_failed();
-                debug!(listener = %self.listener, %peer, %error, "connection lost before its handshake");
-                return None;
+            // The balancer that hands it over is ours: no trust check, and
+            // its socket already has TCP_NODELAY.
+            Arrival::HandedOff {
+                stream,
+                first_bytes,
+                local,
+            } => {
+                let replayed = Prefixed::new(first_bytes, stream);
+                (
+                    local,
+                    tokio::time::timeout_at(handshake_deadline, self.handshake(replayed, peer)).await,
+                )
             }
         };
-        let established = match tokio::time::timeout_at(handshake_deadline, self.handshake(tcp, peer)).await {
-            Ok(Ok(established)) => established,
-            Ok(Err(error)) => {
+        let (local, established) = match handshake {
+            (local, Ok(Ok(established))) => (local, established),
+            (_, Ok(Err(error))) => {
                 self.failed(&stats, peer, &error);
                 return None;
             }
-            Err(_) => {
+            (_, Err(_)) => {
                 self.failed(&stats, peer, &HandshakeError::Timeout);
                 return None;
             }
@@ -157,17 +177,41 @@ impl Handshake {
         })
     }
 
+    /// A socket's PROXY trust and options; its local address, or `None`
+    /// when it must close.
+    fn checked_socket(&self, tcp: &TcpStream, peer: SocketAddr, stats: &ListenerStats) -> Option<SocketAddr> {
+        if let Some(proxy) = &self.proxy {
+            if !proxy::is_trusted(&proxy.trusted, peer) {
+                stats.on_proxy_refused();
+                debug!(listener = %self.listener, %peer, "PROXY protocol peer not trusted, connection closed");
+                return None;
+            }
+        }
+        // Nagle would hold back small MQTT packets such as PUBACK.
+        if let Err(error) = tcp.set_nodelay(true) {
+            debug!(listener = %self.listener, %peer, %error, "cannot set TCP_NODELAY");
+        }
+        match tcp.local_addr() {
+            Ok(local) => Some(local),
+            Err(error) => {
+                stats.on_handshake_failed();
+                debug!(listener = %self.listener, %peer, %error, "connection lost before its handshake");
+                None
+            }
+        }
+    }
+
     fn failed(&self, stats: &ListenerStats, peer: SocketAddr, error: &HandshakeError) {
         stats.on_handshake_failed();
         debug!(listener = %self.listener, %peer, %error, "handshake failed");
     }
 
-    async fn handshake(&self, mut tcp: TcpStream, peer: SocketAddr) -> Result<Established, HandshakeError> {
+    async fn handshake<S: Io + 'static>(&self, mut raw: S, peer: SocketAddr) -> Result<Established, HandshakeError> {
         let (mut stream, peer, proxy_cn): (BoxedStream, _, _) = match &self.proxy {
-            None => (Box::new(tcp), peer, None),
+            None => (Box::new(raw), peer, None),
             Some(_) => {
-                let (info, rest) = proxy::read_header(&mut tcp).await?;
-                let stream = Box::new(Prefixed::new(rest, tcp));
+                let (info, rest) = proxy::read_header(&mut raw).await?;
+                let stream = Box::new(Prefixed::new(rest, raw));
                 (stream, info.source.unwrap_or(peer), info.cert_cn)
             }
         };

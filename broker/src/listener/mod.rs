@@ -12,6 +12,12 @@
 //! a slow client never holds up the loop. What comes out is an
 //! [`Accepted`]: a plain byte stream plus who is on the other end, handed to
 //! the caller's handler in that same task.
+//!
+//! A `tcp` listener also has an [`Inlet`]: where the balancer running in
+//! the same process hands over a client it would otherwise relay to this
+//! listener over loopback. The connection then goes through the same
+//! steps, and from there on the node reads and writes the client's own
+//! socket.
 
 mod error;
 mod handshake;
@@ -30,9 +36,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use skerry_config::Transport;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
 pub use error::ListenerError;
@@ -40,10 +47,12 @@ pub use skerry_certs::tls::{ServerTls, TlsError};
 pub use stats::ListenerStats;
 pub use stream::{BoxedStream, Io};
 
-use handshake::Handshake;
+use handshake::{Arrival, Handshake};
 
 /// Connections the kernel queues for us while the loop waits for a permit.
 const BACKLOG: u32 = 1024;
+/// Handed-over connections waiting for the accept loop, as the backlog.
+const INLET_BACKLOG: usize = BACKLOG as usize;
 /// Pause after running out of file descriptors, as pingora does: retrying
 /// at once cannot succeed before some connection closes.
 const FD_EXHAUSTED_PAUSE: Duration = Duration::from_secs(1);
@@ -106,6 +115,78 @@ pub struct MqttListener {
     limit: Arc<Semaphore>,
     handshake: Arc<Handshake>,
     stats: Arc<ListenerStats>,
+    /// Connections handed over in-process (`tcp` listeners only).
+    inlet: Option<(Inlet, mpsc::Receiver<HandedOff>)>,
+}
+
+/// Where the balancer in this process hands a `tcp` listener a client it
+/// has accepted, instead of relaying it over loopback; see
+/// [`Inlet::reserve`]. Cloneable; valid while the listener runs.
+#[derive(Clone)]
+pub struct Inlet {
+    tx: mpsc::Sender<HandedOff>,
+    limit: Arc<Semaphore>,
+    local: SocketAddr,
+}
+
+/// A place for one connection at a listener: a permit under its
+/// `max_connections` and a slot in its queue.
+pub struct InletPlace {
+    slot: mpsc::OwnedPermit<HandedOff>,
+    permit: OwnedSemaphorePermit,
+    local: SocketAddr,
+}
+
+struct HandedOff {
+    stream: BoxedStream,
+    first_bytes: BytesMut,
+    peer: SocketAddr,
+    local: SocketAddr,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Inlet {
+    /// The listener's address: the one a balancer would connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// A place for one connection, or `None` when the listener is at
+    /// `max_connections` (its accept loop keeps one place for the next
+    /// socket), its queue is full, or it has stopped.
+    pub fn reserve(&self) -> Option<InletPlace> {
+        let permit = Arc::clone(&self.limit).try_acquire_owned().ok()?;
+        let slot = self.tx.clone().try_reserve_owned().ok()?;
+        Some(InletPlace {
+            slot,
+            permit,
+            local: self.local,
+        })
+    }
+}
+
+impl InletPlace {
+    /// Hands over `stream`, the client's, from `peer`, with the bytes the
+    /// balancer has read or would have sent first (the PROXY header the
+    /// listener expects, then the CONNECT): the listener goes on as if
+    /// they had come on its socket.
+    pub fn hand_over(self, stream: BoxedStream, first_bytes: BytesMut, peer: SocketAddr) {
+        self.slot.send(HandedOff {
+            stream,
+            first_bytes,
+            peer,
+            local: self.local,
+            permit: self.permit,
+        });
+    }
+}
+
+impl fmt::Debug for Inlet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inlet")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MqttListener {
@@ -127,12 +208,23 @@ impl MqttListener {
         let permits = usize::try_from(cfg.max_connections.get())
             .unwrap_or(usize::MAX)
             .min(Semaphore::MAX_PERMITS);
+        let limit = Arc::new(Semaphore::new(permits));
+        let inlet = (cfg.transport == Transport::Tcp).then(|| {
+            let (tx, rx) = mpsc::channel(INLET_BACKLOG);
+            let inlet = Inlet {
+                tx,
+                limit: Arc::clone(&limit),
+                local,
+            };
+            (inlet, rx)
+        });
         Ok(MqttListener {
             tcp,
             local,
-            limit: Arc::new(Semaphore::new(permits)),
+            limit,
             handshake: Arc::new(handshake),
             stats: Arc::default(),
+            inlet,
         })
     }
 
@@ -151,6 +243,12 @@ impl MqttListener {
         self.handshake.tls().cloned()
     }
 
+    /// Where the balancer in this process can hand this listener its
+    /// clients: `tcp` listeners only.
+    pub fn inlet(&self) -> Option<Inlet> {
+        self.inlet.as_ref().map(|(inlet, _)| inlet.clone())
+    }
+
     /// The listener's counters; they stay readable after `run` returns.
     pub fn stats(&self) -> Arc<ListenerStats> {
         Arc::clone(&self.stats)
@@ -160,27 +258,32 @@ impl MqttListener {
     /// `handler` in its own task once its handshake is done. Connections
     /// already handed over are left alone: stopping them is the caller's
     /// business (and so is waiting for them to drain).
-    pub async fn run<H, Fut, S>(self, handler: H, shutdown: S)
+    pub async fn run<H, Fut, S>(mut self, handler: H, shutdown: S)
     where
         H: Fn(Accepted) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
         S: Future<Output = ()>,
     {
         let handler = Arc::new(handler);
-        let name = self.handshake.listener();
+        let name = Arc::clone(self.handshake.listener());
         info!(listener = %name, addr = %self.local, "listener accepting connections");
+        let mut handed_off = self.inlet.take().map(|(_, rx)| rx);
         tokio::pin!(shutdown);
         loop {
-            let (tcp, peer, permit) = tokio::select! {
+            let (arrival, peer, permit) = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
+                Some(h) = next_handed_off(&mut handed_off) => {
+                    let arrival = Arrival::HandedOff { stream: h.stream, first_bytes: h.first_bytes, local: h.local };
+                    (arrival, h.peer, h.permit)
+                }
                 next = self.accept() => match next {
-                    Some(next) => next,
+                    Some((tcp, peer, permit)) => (Arrival::Socket(tcp), peer, permit),
                     None => break,
                 },
             };
             let handshake = Arc::clone(&self.handshake);
-            tokio::spawn(handshake.serve(tcp, peer, permit, Arc::clone(&self.stats), Arc::clone(&handler)));
+            tokio::spawn(handshake.serve(arrival, peer, permit, Arc::clone(&self.stats), Arc::clone(&handler)));
         }
         info!(listener = %name, addr = %self.local, "listener stopped accepting connections");
     }
@@ -205,6 +308,14 @@ impl MqttListener {
                 }
             }
         }
+    }
+}
+
+/// The next handed-over connection; pending forever without an inlet.
+async fn next_handed_off(rx: &mut Option<mpsc::Receiver<HandedOff>>) -> Option<HandedOff> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -38,6 +38,12 @@ impl<S: Io> Io for Prefixed<S> {
 
 impl<S: AsyncRead + AsyncWrite + Send + Unpin> Io for tokio_rustls::server::TlsStream<S> {}
 
+impl Io for BoxedStream {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        (**self).poll_read_ready(cx)
+    }
+}
+
 /// A connection after its transport handshake: TCP, TLS, WebSocket or a
 /// stack of them, as one byte stream.
 pub type BoxedStream = Box<dyn Io>;

@@ -31,7 +31,7 @@ pub(crate) use routing::CONGESTION_WAIT;
 pub(crate) use sessions::{Attached, Ending, Leaving};
 
 use crate::auth::{Acl, Authenticator, Users, UsersError};
-use crate::listener::{ListenerError, MqttListener, ServerTls};
+use crate::listener::{Inlet, ListenerError, MqttListener, ServerTls};
 use crate::message::Message;
 use crate::router::{RetainedStore, Router, SharedPolicy};
 use crate::session::QueueLimits;
@@ -208,6 +208,7 @@ fn open_store(
 pub struct Node {
     shared: Arc<NodeShared>,
     addrs: Vec<(String, SocketAddr)>,
+    inlets: Vec<Inlet>,
     /// The node's long-running parts; each returns its name when it ends.
     tasks: JoinSet<String>,
 }
@@ -252,8 +253,10 @@ impl Node {
         shared.restore(snapshot);
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
+        let mut inlets = Vec::new();
         for l in listeners {
             addrs.push((l.name().to_owned(), l.local_addr()));
+            inlets.extend(l.inlet());
             let node = Arc::clone(&shared);
             let shutdown = shared.shutdown.clone();
             let conns = shared.conns.clone();
@@ -270,12 +273,23 @@ impl Node {
             "$SYS publisher".to_owned()
         });
         info!(node = %node.name, listeners = ?addrs, "broker node started");
-        Ok(Node { shared, addrs, tasks })
+        Ok(Node {
+            shared,
+            addrs,
+            inlets,
+            tasks,
+        })
     }
 
     /// The bound address of each listener, by listener name.
     pub fn local_addrs(&self) -> &[(String, SocketAddr)] {
         &self.addrs
+    }
+
+    /// The inlets of its `tcp` listeners: where a balancer in this process
+    /// hands over the clients it would send them.
+    pub fn inlets(&self) -> &[Inlet] {
+        &self.inlets
     }
 
     /// The node's counters.

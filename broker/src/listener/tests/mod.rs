@@ -1,6 +1,7 @@
 //! Listener tests against real sockets on `127.0.0.1:0`, with real TLS and
 //! WebSocket clients and certificates generated at test time.
 
+mod handed_off;
 mod pki;
 mod proxy_header;
 mod tcp;
@@ -43,6 +44,7 @@ fn config(transport: Transport) -> Listener {
 /// A running listener whose handler passes each connection to the test.
 struct Running {
     addr: SocketAddr,
+    inlet: Option<super::Inlet>,
     accepted: mpsc::UnboundedReceiver<Accepted>,
     stats: Arc<ListenerStats>,
     stop: Option<oneshot::Sender<()>>,
@@ -52,6 +54,7 @@ struct Running {
 fn start(cfg: &Listener) -> Running {
     let listener = MqttListener::bind(cfg).unwrap();
     let addr = listener.local_addr();
+    let inlet = listener.inlet();
     let stats = listener.stats();
     let (tx, accepted) = mpsc::unbounded_channel();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -66,6 +69,7 @@ fn start(cfg: &Listener) -> Running {
     }));
     Running {
         addr,
+        inlet,
         accepted,
         stats,
         stop: Some(stop),

@@ -20,7 +20,7 @@ fn proxied(trusted: &str, use_cn_as_username: bool) -> Listener {
     cfg
 }
 
-fn v2_header(source: &str, cn: Option<&str>) -> Vec<u8> {
+pub(super) fn v2_header(source: &str, cn: Option<&str>) -> Vec<u8> {
     let source: SocketAddr = source.parse().unwrap();
     let destination: SocketAddr = match source {
         SocketAddr::V4(_) => "192.0.2.1:1883".parse().unwrap(),

@@ -1,0 +1,106 @@
+//! Connections handed over by the balancer in this process through a `tcp`
+//! listener's inlet: the same PROXY handling and connection cap as a
+//! socket, without a socket.
+
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use skerry_config::{ProxyProtocol, Transport};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
+
+use super::proxy_header::v2_header;
+use super::{config, start};
+use crate::listener::Io;
+
+/// One end of an in-memory pipe as a client stream.
+struct Pipe(DuplexStream);
+
+impl Io for Pipe {}
+
+impl AsyncRead for Pipe {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Pipe {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn a_handed_over_client_keeps_its_proxy_identity_and_its_bytes() {
+    let mut cfg = config(Transport::Tcp);
+    // Trusts no socket peer: the in-process balancer needs no trust entry.
+    cfg.proxy_protocol = Some(ProxyProtocol {
+        trusted: vec!["10.0.0.0/8".parse().unwrap()],
+        use_cn_as_username: true,
+    });
+    let mut running = start(&cfg);
+    let inlet = running.inlet.clone().expect("a tcp listener has an inlet");
+    assert_eq!(inlet.local_addr(), running.addr);
+
+    let (mut client, server_end) = tokio::io::duplex(1024);
+    let mut first = BytesMut::from(&v2_header("198.51.100.9:50000", Some("dev-42"))[..]);
+    first.extend_from_slice(b"CONNECT");
+    let place = inlet.reserve().expect("room");
+    place.hand_over(Box::new(Pipe(server_end)), first, "127.0.0.1:1".parse().unwrap());
+
+    let mut accepted = running.next().await;
+    assert_eq!(accepted.peer, "198.51.100.9:50000".parse().unwrap());
+    assert_eq!(accepted.local, running.addr);
+    assert_eq!(accepted.identity_username.as_deref(), Some("dev-42"));
+    // The replayed bytes after the header, then the client's own.
+    client.write_all(b" and more").await.unwrap();
+    let mut got = [0u8; 16];
+    accepted.stream.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"CONNECT and more");
+    accepted.stream.write_all(b"CONNACK").await.unwrap();
+    let mut back = [0u8; 7];
+    client.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"CONNACK");
+}
+
+#[tokio::test]
+async fn an_inlet_has_no_room_beyond_max_connections() {
+    let mut cfg = config(Transport::Tcp);
+    // One place for the accept loop's next socket, one for a handed-over client.
+    cfg.max_connections = NonZeroU32::new(2).unwrap();
+    let mut running = start(&cfg);
+    let inlet = running.inlet.clone().unwrap();
+    let (_client, server_end) = tokio::io::duplex(64);
+    let place = inlet.reserve().expect("room");
+    place.hand_over(
+        Box::new(Pipe(server_end)),
+        BytesMut::new(),
+        "127.0.0.1:1".parse().unwrap(),
+    );
+    let accepted = running.next().await;
+    assert!(inlet.reserve().is_none(), "a place beyond max_connections");
+    drop(accepted);
+    assert!(inlet.reserve().is_some(), "its place is free once it closes");
+}
+
+#[tokio::test]
+async fn only_tcp_listeners_have_an_inlet_and_a_stopped_one_has_no_room() {
+    let mut ws = start(&config(Transport::Ws));
+    assert!(ws.inlet.is_none());
+    ws.stop.take().unwrap().send(()).unwrap();
+
+    let mut running = start(&config(Transport::Tcp));
+    let inlet = running.inlet.clone().unwrap();
+    running.stop.take().unwrap().send(()).unwrap();
+    (&mut running.task).await.unwrap();
+    assert!(inlet.reserve().is_none(), "room at a stopped listener");
+}

@@ -1,0 +1,112 @@
+//! Handing a client to a broker node in this process instead of relaying
+//! it. Where `skerry run` puts the balancer and its backend nodes in one
+//! process, a backend listener there can take the client's own stream:
+//! the node reads and writes it directly, with the bytes the balancer
+//! would have sent first (the PROXY header, then the CONNECT) replayed in
+//! memory. No loopback hop, no second socket pair, no relay buffers.
+//!
+//! Sessions under a bandwidth class are relayed still: the limits live in
+//! the relay. A handed-over session keeps its place under the balancer's
+//! connection caps and in its backend's connection count until it closes;
+//! from then on it is the node's (its drain, its shutdown).
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::limits::CapGuard;
+use crate::pool::Lease;
+
+/// The broker listeners in this process that take handed-over clients.
+pub trait LocalBackends: Send + Sync + fmt::Debug {
+    /// A place for one client at the listener a pool member's `address`
+    /// names, when that listener is in this process and has room.
+    fn reserve(&self, address: &str) -> Option<Box<dyn LocalPlace>>;
+}
+
+/// Room for one client at a local listener, reserved.
+pub trait LocalPlace: Send {
+    /// Hands the client over; the listener goes on from its first bytes.
+    fn hand_over(self: Box<Self>, handoff: Handoff);
+}
+
+/// A client handed over.
+#[derive(Debug)]
+pub struct Handoff {
+    /// The client's stream (TLS already terminated by the balancer).
+    pub stream: ClientStream,
+    /// What the listener reads first: the PROXY header the pool sends, if
+    /// any, then the client's CONNECT.
+    pub first_bytes: BytesMut,
+    /// The client's address.
+    pub peer: SocketAddr,
+}
+
+/// A byte stream to the client.
+trait ClientIo: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> ClientIo for T {}
+
+/// The client's stream, holding the session's place under the balancer's
+/// caps and in its backend's count until it is dropped.
+pub struct ClientStream {
+    io: Box<dyn ClientIo>,
+    _lease: Lease,
+    _cap: CapGuard,
+}
+
+impl ClientStream {
+    pub(crate) fn new<S>(io: S, lease: Lease, cap: CapGuard) -> ClientStream
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        ClientStream {
+            io: Box::new(io),
+            _lease: lease,
+            _cap: cap,
+        }
+    }
+}
+
+impl fmt::Debug for ClientStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientStream").finish_non_exhaustive()
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
