@@ -51,11 +51,14 @@ impl LocalPlace for Place {
     }
 }
 
-/// A client's stream as the node reads it. The balancer terminated TLS and
-/// holds its own buffers, so readiness is found by reading (the default).
+/// A client's stream as the node reads it.
 struct FromBalancer(ClientStream);
 
-impl Io for FromBalancer {}
+impl Io for FromBalancer {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.0.poll_read_ready(cx)
+    }
+}
 
 impl AsyncRead for FromBalancer {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {

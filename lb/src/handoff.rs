@@ -56,20 +56,36 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> ClientIo for T {}
 /// caps and in its backend's count until it is dropped.
 pub struct ClientStream {
     io: Box<dyn ClientIo>,
+    /// A plain socket: an empty read waits for readability.
+    plain: bool,
     _lease: Lease,
     _cap: CapGuard,
 }
 
 impl ClientStream {
-    pub(crate) fn new<S>(io: S, lease: Lease, cap: CapGuard) -> ClientStream
+    /// `plain`: `io` is the client's TCP socket itself (no TLS above it).
+    pub(crate) fn new<S>(io: S, plain: bool, lease: Lease, cap: CapGuard) -> ClientStream
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         ClientStream {
             io: Box::new(io),
+            plain,
             _lease: lease,
             _cap: cap,
         }
+    }
+
+    /// Ready when a read would find bytes (or the end), found without a
+    /// read buffer, so an idle client holds none. For a plain socket an
+    /// empty read is exactly that: tokio's socket read waits for
+    /// readiness before reading, and reading nothing leaves it set. Over
+    /// TLS, whose records decide, always ready: the reader keeps a buffer.
+    pub fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.plain {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, &mut ReadBuf::new(&mut []))
     }
 }
 

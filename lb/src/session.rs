@@ -85,7 +85,7 @@ impl ListenerApp {
                 let mut first_bytes = BytesMut::from(&header[..]);
                 first_bytes.extend_from_slice(&buf);
                 place.hand_over(Handoff {
-                    stream: ClientStream::new(client, admitted.lease, admitted._cap),
+                    stream: ClientStream::new(client, tls.is_none(), admitted.lease, admitted._cap),
                     first_bytes,
                     peer: conn.addrs.client,
                 });

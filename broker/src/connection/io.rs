@@ -4,9 +4,12 @@
 //! an idle TCP connection waits for readability without a read buffer and
 //! holds no write buffer, so ten thousand idle devices cost no buffers.
 
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
 use bytes::BytesMut;
 use skerry_codec::{encode, encoded_len, DecodeError, Decoder, EncodeError, Packet, ProtocolVersion};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::listener::BoxedStream;
@@ -84,16 +87,7 @@ impl Framed {
             if !self.rbuf.is_empty() && !self.partial {
                 return Ok(true);
             }
-            if self.rbuf.is_empty() {
-                // Nothing pending: give the buffer back (decoded payloads
-                // keep their own share of it) and wait for bytes without one.
-                self.rbuf = BytesMut::new();
-                std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)).await?;
-            }
-            if self.rbuf.len() == self.rbuf.capacity() {
-                self.rbuf.reserve(READ_CHUNK);
-            }
-            if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+            if std::future::poll_fn(|cx| self.poll_read_some(cx)).await? == 0 {
                 return if self.rbuf.is_empty() {
                     Ok(false)
                 } else {
@@ -102,6 +96,27 @@ impl Framed {
             }
             self.partial = false;
         }
+    }
+
+    /// One read into the read buffer; the number of bytes read. With
+    /// nothing pending, the buffer is given back (decoded payloads keep
+    /// their own share of it) and exists only while a read is tried: an
+    /// idle connection, whose read would block, holds none. A stream that
+    /// can tell waits for readiness first, without a buffer at all.
+    fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let idle = self.rbuf.is_empty();
+        if idle {
+            self.rbuf = BytesMut::new();
+            ready!(self.stream.poll_read_ready(cx))?;
+        }
+        if self.rbuf.len() == self.rbuf.capacity() {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        let read = tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf);
+        if read.is_pending() && idle {
+            self.rbuf = BytesMut::new();
+        }
+        read
     }
 
     /// The next packet if one is already buffered, without reading.
