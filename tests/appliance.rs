@@ -374,7 +374,36 @@ lb:
     assert_eq!(handed_off, 2 + fast, "{metrics}");
     assert_eq!(proxied - handed_off, slow, "{metrics}");
     assert!(metric(&metrics, "lb_bytes_to_backends_total") > 0, "{metrics}");
+
+    // A handed-over session still belongs to the balancer's drain: on
+    // SIGTERM the balancer ends it (the node reads the end of the stream).
+    let waiting = Running(
+        Command::new("mosquitto_sub")
+            .args(["-p", &port, "-i", "waiting", "-t", "t", "-q", "1"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(
+        &http_get(&format!("127.0.0.1:{admin}"), "/metrics"),
+        "lb_sessions_handed_off_total",
+    ) < handed_off + 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the waiting subscriber was never handed over"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(run.terminate().success());
+    let log = std::fs::read_to_string(tmp.path().join("run.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("handed-over session ended by the balancer") && l.contains("drained")),
+        "{log}"
+    );
+    drop(waiting);
 }
 
 /// The README's "From nothing to a message over TLS", command for command:

@@ -7,10 +7,14 @@
 //!
 //! Sessions under a bandwidth class are relayed still: the limits live in
 //! the relay. A handed-over session keeps its place under the balancer's
-//! connection caps and in its backend's connection count until it closes;
-//! from then on it is the node's (its drain, its shutdown).
+//! connection caps, in its backend's connection count and among the
+//! balancer's open connections until it closes, and it ends as a relayed
+//! one does: when its backend is marked down under `shutdown_sessions`, or
+//! at its share of the drain window when the balancer stops. The node
+//! then reads the end of the stream, as if the client had closed.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,7 +24,9 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::limits::CapGuard;
+use crate::metrics::OpenGuard;
 use crate::pool::Lease;
+use crate::splice::End;
 
 /// The broker listeners in this process that take handed-over clients.
 pub trait LocalBackends: Send + Sync + fmt::Debug {
@@ -58,22 +64,51 @@ pub struct ClientStream {
     io: Box<dyn ClientIo>,
     /// A plain socket: an empty read waits for readability.
     plain: bool,
+    /// Completes when the balancer ends the session; reads then find the
+    /// end of the stream.
+    ending: Pin<Box<dyn Future<Output = End> + Send>>,
+    ended: bool,
     _lease: Lease,
     _cap: CapGuard,
+    _open: OpenGuard,
+}
+
+/// What a handed-over session holds of the balancer.
+pub(crate) struct Held {
+    pub(crate) lease: Lease,
+    pub(crate) cap: CapGuard,
+    pub(crate) open: OpenGuard,
 }
 
 impl ClientStream {
     /// `plain`: `io` is the client's TCP socket itself (no TLS above it).
-    pub(crate) fn new<S>(io: S, plain: bool, lease: Lease, cap: CapGuard) -> ClientStream
+    /// `ending`: completes when the balancer ends the session.
+    pub(crate) fn new<S, E>(io: S, plain: bool, ending: E, held: Held) -> ClientStream
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        E: Future<Output = End> + Send + 'static,
     {
         ClientStream {
             io: Box::new(io),
             plain,
-            _lease: lease,
-            _cap: cap,
+            ending: Box::pin(ending),
+            ended: false,
+            _lease: held.lease,
+            _cap: held.cap,
+            _open: held.open,
         }
+    }
+
+    /// Whether the balancer has ended the session (the reader then sees
+    /// the end of the stream); registers for that otherwise.
+    fn poll_ended(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.ended {
+            if let Poll::Ready(end) = self.ending.as_mut().poll(cx) {
+                tracing::info!(end = end.as_str(), "handed-over session ended by the balancer");
+                self.ended = true;
+            }
+        }
+        self.ended
     }
 
     /// Ready when a read would find bytes (or the end), found without a
@@ -82,7 +117,7 @@ impl ClientStream {
     /// readiness before reading, and reading nothing leaves it set. Over
     /// TLS, whose records decide, always ready: the reader keeps a buffer.
     pub fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.plain {
+        if !self.plain || self.poll_ended(cx) {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.io).poll_read(cx, &mut ReadBuf::new(&mut []))
@@ -97,6 +132,9 @@ impl fmt::Debug for ClientStream {
 
 impl AsyncRead for ClientStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.poll_ended(cx) {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }

@@ -5,6 +5,7 @@
 //! figures from [`crate::BalancerHandle::backends`]).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// How a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -167,6 +168,13 @@ impl Metrics {
         ActiveGuard(&self.active)
     }
 
+    /// Counts a connection handed over to a node as open until the guard
+    /// is dropped.
+    pub(crate) fn hold(self: &Arc<Self>) -> OpenGuard {
+        self.active.fetch_add(1, Relaxed);
+        OpenGuard(Arc::clone(self))
+    }
+
     /// Connections open now.
     pub(crate) fn active(&self) -> u64 {
         self.active.load(Relaxed)
@@ -205,6 +213,15 @@ impl Metrics {
             tls_handshake_failures: self.tls_failures.load(Relaxed),
             handed_off: self.handed_off.load(Relaxed),
         }
+    }
+}
+
+/// Counts a connection handed over to a node as open until dropped.
+pub(crate) struct OpenGuard(Arc<Metrics>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Relaxed);
     }
 }
 

@@ -18,7 +18,7 @@ use tracing::{debug, info, warn, Span};
 use crate::app::{Conn, ListenerApp};
 use crate::bandwidth::Throttle;
 use crate::classes::Identity;
-use crate::handoff::{ClientStream, Handoff, LocalBackends, LocalPlace};
+use crate::handoff::{ClientStream, Handoff, Held, LocalBackends, LocalPlace};
 use crate::limits::CapGuard;
 use crate::metrics::{Outcome, Refusal};
 use crate::pool::Lease;
@@ -84,8 +84,18 @@ impl ListenerApp {
             Link::Local(place) => {
                 let mut first_bytes = BytesMut::from(&header[..]);
                 first_bytes.extend_from_slice(&buf);
+                let ending = splice::ended_outside(
+                    admitted.lease.evicted.clone(),
+                    conn.shutdown.clone(),
+                    self.core.drain_delay(conn.id),
+                );
+                let held = Held {
+                    lease: admitted.lease,
+                    cap: admitted._cap,
+                    open: self.core.metrics.hold(),
+                };
                 place.hand_over(Handoff {
-                    stream: ClientStream::new(client, tls.is_none(), admitted.lease, admitted._cap),
+                    stream: ClientStream::new(client, tls.is_none(), ending, held),
                     first_bytes,
                     peer: conn.addrs.client,
                 });

@@ -90,8 +90,7 @@ where
                 Ok(_) => End::Closed,
                 Err(e) => End::Failed(e),
             },
-            () = evicted(relay.evicted) => End::Evicted,
-            () = drained(relay.shutdown, relay.drain_delay) => End::Drained,
+            end = ended_outside(relay.evicted, relay.shutdown, relay.drain_delay) => end,
         }
     };
     if matches!(end, End::Evicted | End::Drained) {
@@ -128,7 +127,21 @@ where
     }
 }
 
-async fn evicted(mut rx: watch::Receiver<u64>) {
+/// Completes when the session must end for a reason outside it: its
+/// backend was marked down (`shutdown_sessions`), or the balancer is
+/// stopping and this session's share of the drain window has passed.
+pub(crate) async fn ended_outside(
+    evicted: watch::Receiver<u64>,
+    shutdown: ShutdownWatch,
+    drain_delay: Duration,
+) -> End {
+    tokio::select! {
+        () = evicted_now(evicted) => End::Evicted,
+        () = drained(shutdown, drain_delay) => End::Drained,
+    }
+}
+
+async fn evicted_now(mut rx: watch::Receiver<u64>) {
     if rx.changed().await.is_err() {
         std::future::pending::<()>().await;
     }

@@ -182,7 +182,8 @@ EOF
 
 cat > "$OUT/skerry-node-lb.yaml" <<EOF
 # Issue 7 "through the LB": one \`skerry run\` with a node and the balancer in
-# front of it (PROXY v2), plus a direct listener on the same node.
+# front of it (PROXY v2), plus a direct listener on the same node. The node
+# is in the balancer's process: clients are handed over to it, not relayed.
 broker:
 $SESS
   nodes:
@@ -346,6 +347,7 @@ log "=== issue 7: RSS per idle connection (fresh brokers, before any traffic)"
 rss i7-rss-skerry skerry "$PID_SK" "$P_SK"
 rss i7-rss-mosquitto mosquitto "$PID_MQ" "$P_MQ"
 [ "$HAVE_RUMQTTD" = 1 ] && rss i7-rss-rumqttd rumqttd "$PID_RQ" "$P_RQ"
+rss i7-rss-skerry-via-lb skerry-run-lb "$PID_SL" "$P_SL_LB"
 
 log "=== issue 7: throughput and latency (scenario outer loop, brokers interleaved)"
 for b in "${BROKERS[@]}"; do set -- $b
@@ -356,12 +358,27 @@ for b in "${BROKERS[@]}"; do set -- $b
   bench "i7-shared-q1-$1" "$1" shared --publishers 8 --subscribers 4 --qos 1 --duration "$DUR" --port "$2"; done
 for b in "${BROKERS[@]}"; do set -- $b
   bench "i7-fanout-q0-$1" "$1" fanout --subscribers 16 --qos 0 --duration "$DUR" --port "$2"; done
+
+log "=== latency floor: a bare TCP round trip between CPU 0 and CPU 1 (tests/bench/pingpong.c)"
+if command -v cc >/dev/null && cc -O2 -o "$OUT/pingpong" "$HERE/pingpong.c"; then
+  P_PP=$(freeport)
+  taskset -c 0 "$OUT/pingpong" server "$P_PP" & PIDS+=("$!"); sleep 0.3
+  cmd=(taskset -c 1 "$OUT/pingpong" client "$P_PP" 32000)
+  bg=$(quiet); load=$(loadavg)
+  "${cmd[@]}" | jq -c --arg load "$load" --arg bg "$bg" --arg cmd "${cmd[*]}" \
+    '{id:"floor-tcp-rtt",target:"c-echo",load:$load,bg_cpu:$bg,cmd:$cmd}+.' >> "$RES"
+else
+  log "no C compiler: the floor row is skipped"
+fi
+
 for b in "${BROKERS[@]}"; do set -- $b
   bench "i7-p99-4k-$1" "$1" fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$2"; done
 
 log "=== issue 7: through the in-process balancer vs direct (same skerry run)"
 bench i7-lb-direct skerry-node-direct fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_SL_DIRECT"
 bench i7-lb-via    skerry-run-lb      fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_SL_LB"
+bench i7-lb-p99-direct skerry-node-direct fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$P_SL_DIRECT"
+bench i7-lb-p99-via    skerry-run-lb      fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$P_SL_LB"
 
 # ================================================================ issue 6
 log "=== issue 6: fan-in QoS 1 through the balancers vs direct"
@@ -390,6 +407,7 @@ handshakes i6-tls-haproxy haproxy   "$P_HA_TLS"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   jq -r 'def us: if . == null then "-" else (. * 1000 | round | tostring) end;
     if .error then "| \(.id) | \(.target // "-") | ERROR: \(.error|gsub("\n";" ")) |||||||||||"
+    elif .rtt_us then "| \(.id) | \(.target) | - | - | - | - | - | - | \(.rtt_us.p50) | \(.rtt_us.p99) | round trip, p999 \(.rtt_us.p999) µs | \(.load) | \(.bg_cpu) |"
     elif .handshakes_per_sec then "| \(.id) | \(.target) | - | - | - | - | - | - | - | - | \(.handshakes_per_sec) handshakes/s | \(.load) | \(.bg_cpu) |"
     elif .scenario == "conn" then "| \(.id) | \(.target) | - | - | - | - | \(.connect_errors) | \(.disconnects) | - | - | \(.connections) conns, RSS \(.rss_before_kb)->\(.rss_peak_kb) kB, \(.bytes_per_conn) B/conn | \(.load) | \(.bg_cpu) |"
     else "| \(.id) | \(.target) | \(.sent_per_sec) | \(.received_per_sec) | \(.lost) | \(.duplicates) | \(.connect_errors) | \(.disconnects) | \(.latency_ms.p50|us) | \(.latency_ms.p99|us) | - | \(.load) | \(.bg_cpu) |" end' "$RES"
