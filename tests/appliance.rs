@@ -104,6 +104,23 @@ fn tls_args(dir: &Path, port: u16, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// `skerry run -c` on `yaml` (written to DIR/skerry.yaml, its log to
+/// DIR/run.log), once its admin endpoint on `admin` answers.
+fn run_ready(dir: &Path, yaml: &str, admin: u16) -> Running {
+    let file = dir.join("skerry.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let log = std::fs::File::create(dir.join("run.log")).unwrap();
+    let mut run = Running(
+        Command::new(skerry_bin())
+            .args(["run", "-c", file.to_str().unwrap()])
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(admin, &mut run.0);
+    run
+}
+
 fn wait_ready(admin: u16, run: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -166,17 +183,7 @@ fn device_to_shared_consumer_through_the_balancer() {
     }
 
     let (lb, n1, n2, admin) = (free_port(), free_port(), free_port(), free_port());
-    let yaml = dir.join("skerry.yaml");
-    std::fs::write(&yaml, config(dir, lb, n1, n2, admin)).unwrap();
-    let log = std::fs::File::create(dir.join("run.log")).unwrap();
-    let mut run = Running(
-        Command::new(skerry_bin())
-            .args(["run", "-c", yaml.to_str().unwrap()])
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    wait_ready(admin, &mut run.0);
+    let mut run = run_ready(dir, &config(dir, lb, n1, n2, admin), admin);
 
     // Until nodes are clustered, a shared consumer only sees messages
     // published on its own node: pick a consumer client id the balancer's
@@ -297,10 +304,9 @@ fn the_balancer_hands_clients_to_its_local_node_and_relays_bandwidth_classes() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let (lb, node, admin) = (free_port(), free_port(), free_port());
-    let yaml = tmp.path().join("skerry.yaml");
-    std::fs::write(
-        &yaml,
-        format!(
+    let mut run = run_ready(
+        tmp.path(),
+        &format!(
             r#"admin:
   bind: 127.0.0.1:{admin}
 broker:
@@ -326,17 +332,8 @@ lb:
       bandwidth_in: 64KiB/s
 "#
         ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(tmp.path().join("run.log")).unwrap();
-    let mut run = Running(
-        Command::new(skerry_bin())
-            .args(["run", "-c", yaml.to_str().unwrap()])
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+        admin,
     );
-    wait_ready(admin, &mut run.0);
     let port = lb.to_string();
     // One subscriber, then publishers until it has the message; returns how
     // many publishers ran.
