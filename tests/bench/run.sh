@@ -85,7 +85,8 @@ bench() {
     fi
     break
   done
-  if jq -e . "$OUT/$id.json" >/dev/null 2>&1; then
+  # An empty file is valid to jq (no output, exit 0): a crashed run leaves one.
+  if [ -s "$OUT/$id.json" ] && jq -e . "$OUT/$id.json" >/dev/null 2>&1; then
     jq -c --arg id "$id" --arg target "$target" --arg load "$load" --arg bg "$bg/$bg2" \
       --arg cmd "${cmd[*]}" '{id:$id,target:$target,load:$load,bg_cpu:$bg,cmd:$cmd}+.' "$OUT/$id.json" >> "$RES"
   else
@@ -111,7 +112,7 @@ rss() {
   done
   wait "$bpid"
   local after; sleep 1; after=$(rss_kb "$pid")
-  jq -c --arg id "$id" --arg target "$target" --arg load "$load" --arg bg "$bg" --arg cmd "${cmd[*]}" \
+  [ -s "$OUT/$id.json" ] && jq -c --arg id "$id" --arg target "$target" --arg load "$load" --arg bg "$bg" --arg cmd "${cmd[*]}" \
     --argjson before "$before" --argjson peak "$peak" --argjson after "$after" \
     '{id:$id,target:$target,load:$load,bg_cpu:$bg,cmd:$cmd,rss_before_kb:$before,rss_peak_kb:$peak,rss_after_kb:$after,
       bytes_per_conn:((($peak-$before)*1024)/(if .connections>0 then .connections else 1 end)|floor)}+.' \
