@@ -402,6 +402,11 @@ log "=== issue 6: mTLS full handshakes/s (P-256 client cert from the bundled CA)
 handshakes i6-tls-skerry  skerry-lb "$P_LB_TLS"
 handshakes i6-tls-haproxy haproxy   "$P_HA_TLS"
 
+log "=== issue 6: mTLS MQTT connects/s, many clients at once (full handshakes, CONNECT to CONNACK through to the node)"
+TLS_ARGS=(--cafile "$CA/ca.crt" --cert "$CA/dev.crt" --key "$CA/dev.key" --tls-server-name localhost)
+bench i6-tls-conn-skerry  skerry-lb conn --clients 4000 --duration 1s --port "$P_LB_TLS" "${TLS_ARGS[@]}"
+bench i6-tls-conn-haproxy haproxy   conn --clients 4000 --duration 1s --port "$P_HA_TLS" "${TLS_ARGS[@]}"
+
 # ---------------------------------------------------------------- summary
 {
   echo "| id | target | msgs/s sent | msgs/s recv | lost | dup | conn err | disc | p50 µs | p99 µs | other | load avg | bg cpu % |"
@@ -410,6 +415,7 @@ handshakes i6-tls-haproxy haproxy   "$P_HA_TLS"
     if .error then "| \(.id) | \(.target // "-") | ERROR: \(.error|gsub("\n";" ")) |||||||||||"
     elif .rtt_us then "| \(.id) | \(.target) | - | - | - | - | - | - | \(.rtt_us.p50) | \(.rtt_us.p99) | round trip, p999 \(.rtt_us.p999) µs | \(.load) | \(.bg_cpu) |"
     elif .handshakes_per_sec then "| \(.id) | \(.target) | - | - | - | - | - | - | - | - | \(.handshakes_per_sec) handshakes/s | \(.load) | \(.bg_cpu) |"
+    elif .scenario == "conn" and .rss_peak_kb == null then "| \(.id) | \(.target) | - | - | - | - | \(.connect_errors) | \(.disconnects) | \(.latency_ms.p50|us) | \(.latency_ms.p99|us) | \(.connections) conns, \(.connect_per_sec) connects/s | \(.load) | \(.bg_cpu) |"
     elif .scenario == "conn" then "| \(.id) | \(.target) | - | - | - | - | \(.connect_errors) | \(.disconnects) | - | - | \(.connections) conns, RSS \(.rss_before_kb)->\(.rss_peak_kb) kB, \(.bytes_per_conn) B/conn | \(.load) | \(.bg_cpu) |"
     else "| \(.id) | \(.target) | \(.sent_per_sec) | \(.received_per_sec) | \(.lost) | \(.duplicates) | \(.connect_errors) | \(.disconnects) | \(.latency_ms.p50|us) | \(.latency_ms.p99|us) | - | \(.load) | \(.bg_cpu) |" end' "$RES"
   echo

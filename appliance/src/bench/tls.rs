@@ -1,12 +1,16 @@
 //! TLS for the generator's connections: the rustls client configuration
 //! built once from `--cafile`, `--cert` and `--key`, shared by every
 //! connection. The ring provider is passed explicitly, so no process-wide
-//! default provider has to be installed.
+//! default provider has to be installed. Every connection makes a full
+//! handshake (no session resumption), as a device connecting for the first
+//! time does: `conn` over TLS measures what a server's certificate work
+//! costs.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use rustls::client::Resumption;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -41,7 +45,7 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .context("TLS protocol versions")?
             .with_root_certificates(roots);
-        let config = match client {
+        let mut config = match client {
             None => builder.with_no_client_auth(),
             Some((cert, key)) => {
                 let key_der = PrivateKeyDer::from_pem_file(key)
@@ -51,6 +55,7 @@ impl Tls {
                     .with_context(|| format!("client certificate {} with key {}", cert.display(), key.display()))?
             }
         };
+        config.resumption = Resumption::disabled();
         let server_name = ServerName::try_from(server_name.to_owned())
             .with_context(|| format!("{server_name:?} is not a valid TLS server name"))?;
         Ok(Self {
