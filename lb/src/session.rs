@@ -38,7 +38,7 @@ enum Link {
 struct Admitted {
     link: Link,
     lease: Lease,
-    _cap: CapGuard,
+    cap: CapGuard,
     to_backend: Option<Throttle>,
     to_client: Option<Throttle>,
     class: Option<Arc<str>>,
@@ -91,7 +91,7 @@ impl ListenerApp {
                 );
                 let held = Held {
                     lease: admitted.lease,
-                    cap: admitted._cap,
+                    cap: admitted.cap,
                     open: self.core.metrics.hold(),
                 };
                 place.hand_over(Handoff {
@@ -164,7 +164,7 @@ impl ListenerApp {
         Ok(Admitted {
             link,
             lease,
-            _cap: cap,
+            cap,
             to_backend,
             to_client,
             class: class.map(|c| c.name.clone()),
