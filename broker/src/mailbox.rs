@@ -9,15 +9,18 @@
 //! queue that grew under a burst is given back once drained.
 //!
 //! Wake-ups: the connection is woken when the delivery queue turns
-//! non-empty and on every command; it takes what is there at the start of
-//! each turn, so a wake-up is never needed twice. Publishers waiting for
-//! room are woken when the connection takes from a full queue, and when it
-//! closes.
+//! non-empty, on every command and when the node shuts down; it takes what
+//! is there at the start of each turn, so a wake-up is never needed twice.
+//! The connection waits by polling ([`Mailbox::poll_arrived`]), with its
+//! waker kept here: an idle connection's task holds no waiting future for
+//! its mailbox. Publishers waiting for room are woken when the connection
+//! takes from a full queue, and when it closes.
 
 use std::collections::VecDeque;
 use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use crate::message::Delivery;
@@ -30,8 +33,6 @@ const SHRINK_ABOVE: usize = 64;
 #[derive(Debug)]
 pub(crate) struct Mailbox {
     mail: Mutex<Mail>,
-    /// Wakes the connection.
-    arrived: Notify,
     /// Wakes publishers waiting for room.
     room: Notify,
     capacity: usize,
@@ -42,6 +43,21 @@ struct Mail {
     deliveries: VecDeque<Delivery>,
     commands: Vec<Control>,
     closed: bool,
+    /// Something arrived since the connection last looked.
+    arrived: bool,
+    /// The connection's waker while it waits.
+    waker: Option<Waker>,
+}
+
+/// Marks that something arrived and wakes the waiting connection, outside
+/// the lock.
+fn wake(mut mail: MutexGuard<'_, Mail>) {
+    mail.arrived = true;
+    let waker = mail.waker.take();
+    drop(mail);
+    if let Some(waker) = waker {
+        waker.wake();
+    }
 }
 
 /// Why a delivery was not posted; it comes back.
@@ -58,7 +74,6 @@ impl Mailbox {
     pub(crate) fn new(capacity: usize) -> Mailbox {
         Mailbox {
             mail: Mutex::default(),
-            arrived: Notify::new(),
             room: Notify::new(),
             capacity: capacity.max(1),
         }
@@ -75,9 +90,8 @@ impl Mailbox {
         }
         let was_empty = mail.deliveries.is_empty();
         mail.deliveries.push_back(d);
-        drop(mail);
         if was_empty {
-            self.arrived.notify_one();
+            wake(mail);
         }
         Ok(())
     }
@@ -106,14 +120,27 @@ impl Mailbox {
             return false;
         }
         mail.commands.push(c);
-        drop(mail);
-        self.arrived.notify_one();
+        wake(mail);
         true
     }
 
-    /// Completes when something may have arrived since the last take.
-    pub(crate) async fn arrived(&self) {
-        self.arrived.notified().await;
+    /// Wakes the connection without a command (the node is shutting down).
+    pub(crate) fn wake(&self) {
+        wake(self.mail.lock());
+    }
+
+    /// Ready when something may have arrived since the last time it was;
+    /// otherwise the connection is woken when something does.
+    pub(crate) fn poll_arrived(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut mail = self.mail.lock();
+        if std::mem::take(&mut mail.arrived) {
+            return Poll::Ready(());
+        }
+        match &mut mail.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// Deliveries waiting.
@@ -232,18 +259,46 @@ mod tests {
         assert_eq!(refused.await.unwrap(), Err(4), "closed: the delivery comes back");
     }
 
+    /// Waits for `poll_arrived` in a task of its own, as the connection does.
+    async fn woken_within(mb: &Arc<Mailbox>, wait: Duration, act: impl FnOnce(&Mailbox)) -> bool {
+        let mut waiter = tokio::spawn({
+            let mb = Arc::clone(mb);
+            async move { std::future::poll_fn(|cx| mb.poll_arrived(cx)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        act(mb);
+        let woken = tokio::time::timeout(wait, &mut waiter).await.is_ok();
+        waiter.abort();
+        woken
+    }
+
     #[tokio::test]
-    async fn the_connection_is_woken_by_a_first_delivery_and_by_commands() {
-        let mb = Mailbox::new(8);
-        mb.try_post(delivery(1)).unwrap();
-        tokio::time::timeout(Duration::from_secs(1), mb.arrived())
+    async fn the_connection_is_woken_by_a_first_delivery_by_commands_and_by_shutdown() {
+        let mb = Arc::new(Mailbox::new(8));
+        let quiet = Duration::from_millis(100);
+        let soon = Duration::from_secs(5);
+        assert!(!woken_within(&mb, quiet, |_| {}).await, "nothing arrived: it waits");
+        assert!(woken_within(&mb, soon, |mb| mb.try_post(delivery(1)).unwrap()).await);
+        assert!(
+            !woken_within(&mb, quiet, |mb| mb.try_post(delivery(2)).unwrap()).await,
+            "a queue that was not empty wakes nobody: the connection takes it all at its next turn"
+        );
+        let mut got = VecDeque::new();
+        mb.take_deliveries(&mut got, 10);
+        assert!(woken_within(&mb, soon, |mb| mb.try_post(delivery(3)).unwrap()).await);
+        assert!(
+            woken_within(&mb, soon, |mb| {
+                assert!(mb.command(Control::Disconnect(skerry_codec::ReasonCode::AdministrativeAction)));
+            })
             .await
-            .expect("woken");
-        assert!(mb.command(Control::Disconnect(skerry_codec::ReasonCode::AdministrativeAction)));
-        tokio::time::timeout(Duration::from_secs(1), mb.arrived())
-            .await
-            .expect("woken");
+        );
         assert!(matches!(mb.take_command(), Some(Control::Disconnect(_))));
         assert!(mb.take_command().is_none());
+        assert!(woken_within(&mb, soon, Mailbox::wake).await);
+        mb.wake();
+        assert!(
+            woken_within(&mb, soon, |_| {}).await,
+            "a wake-up before the wait is kept for it"
+        );
     }
 }

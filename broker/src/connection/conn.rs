@@ -4,10 +4,13 @@
 //! what happens to the will.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use skerry_codec::{ByteStr, Disconnect, LastWill, Packet, ProtocolVersion, ReasonCode};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, Instant, Sleep};
 use tracing::debug;
 
 use super::io::{ConnError, Framed};
@@ -22,6 +25,29 @@ use crate::stats::NodeStats;
 const DELIVERY_BATCH: usize = 256;
 /// Packets already buffered handled in one turn before flushing.
 const PACKET_BATCH: usize = 64;
+
+/// A connection's topic aliases (v5).
+#[derive(Default)]
+pub(super) struct Aliases {
+    /// Set by the client.
+    pub(super) incoming: HashMap<u16, ByteStr>,
+    /// Set by us towards the client.
+    pub(super) outgoing: HashMap<ByteStr, u16>,
+}
+
+/// What ended a connection's wait.
+enum Woken {
+    /// The node is shutting down.
+    Shutdown,
+    /// Bytes from the client (`Ok(false)`: it closed).
+    Read(Result<bool, ConnError>),
+    /// Deliveries wait in the mailbox and the window has room for them.
+    Deliveries,
+    /// Something may have arrived in the mailbox.
+    Mail,
+    /// Nothing was read within the keep alive.
+    KeepAlive,
+}
 
 /// Whether the loop goes on after a packet.
 pub(super) enum Flow {
@@ -42,12 +68,13 @@ pub(crate) struct Conn {
     pub(super) pending: VecDeque<Delivery>,
     /// Boxed: most clients have none, and every byte here is per connection.
     pub(super) will: Option<Box<LastWill>>,
-    /// Topic aliases the client set (v5).
-    pub(super) aliases_in: HashMap<u16, ByteStr>,
-    /// Topic aliases we set towards the client (v5).
-    pub(super) aliases_out: HashMap<ByteStr, u16>,
+    /// Topic aliases, once the client or we use one (v5).
+    aliases: Option<Box<Aliases>>,
     pub(super) limiter: Option<Box<crate::node::RateLimiter>>,
     last_read: Instant,
+    /// Fires at the keep-alive deadline as it was when last set (boxed: a
+    /// timer must not move once it waits).
+    keep_alive_timer: Option<Pin<Box<Sleep>>>,
     /// Store commits the acknowledgements in the write buffer wait for
     /// (`sync` durability): the buffer is flushed only once they resolve.
     pub(super) commits: Vec<skerry_store::Commit>,
@@ -56,6 +83,8 @@ pub(crate) struct Conn {
 impl Conn {
     pub(super) fn new(node: Arc<NodeShared>, io: Framed, p: Params, a: Attached, will: Option<LastWill>) -> Self {
         let limiter = node.message_rate_limiter().map(Box::new);
+        let now = Instant::now();
+        let keep_alive_timer = p.keep_alive.map(|ka| Box::pin(sleep_until(now + ka.mul_f32(1.5))));
         Self {
             node,
             io,
@@ -65,23 +94,22 @@ impl Conn {
             mailbox: a.mailbox,
             pending: a.queue,
             will: will.map(Box::new),
-            aliases_in: HashMap::new(),
-            aliases_out: HashMap::new(),
+            aliases: None,
             limiter,
-            last_read: Instant::now(),
+            last_read: now,
+            keep_alive_timer,
             commits: Vec::new(),
         }
     }
 
     /// Runs the connection to its end and detaches the session. What runs
     /// once (resume, finish) and what runs per packet (`on_read`) is boxed
-    /// while it runs, so an idle connection's future holds only the wait.
+    /// while it runs, and no result is held across a wait, so an idle
+    /// connection's future holds only the wait (every byte of it is paid
+    /// per idle connection).
     pub(super) async fn run(mut self: Box<Self>) -> Result<(), ConnError> {
         NodeStats::inc(&self.node.stats.clients_connected);
-        let (ending, result) = match Box::pin(self.resume()).await {
-            Ok(()) => self.serve().await,
-            Err(e) => (Ending::Abnormal, Err(e)),
-        };
+        let (ending, result) = self.serve().await;
         NodeStats::dec(&self.node.stats.clients_connected);
         Box::pin(self.finish(ending, result)).await
     }
@@ -133,27 +161,39 @@ impl Conn {
         self.flush().await
     }
 
+    /// Resumes, then turns until the connection ends.
     async fn serve(&mut self) -> (Ending, Result<(), ConnError>) {
+        if let Err(e) = Box::pin(self.resume()).await {
+            return (Ending::Abnormal, Err(e));
+        }
         loop {
-            match self.turn().await {
-                Ok(Flow::Continue) => {}
-                Ok(Flow::Stop(ending)) => return (ending, self.flush().await),
+            let stop = match self.turn().await {
+                Ok(Flow::Continue) => None,
+                Ok(Flow::Stop(ending)) => Some((ending, None)),
                 Err(e) => {
-                    if let ConnError::Decode(d) = &e {
-                        NodeStats::inc(&self.node.stats.mqtt_invalid_packet);
-                        self.send_disconnect(d.reason_code());
-                        let _ = self.flush().await;
-                    }
-                    return (Ending::Abnormal, Err(e));
+                    let ConnError::Decode(d) = &e else {
+                        return (Ending::Abnormal, Err(e));
+                    };
+                    NodeStats::inc(&self.node.stats.mqtt_invalid_packet);
+                    self.send_disconnect(d.reason_code());
+                    Some((Ending::Abnormal, Some(e)))
                 }
-            }
-            if let Err(e) = self.flush().await {
-                return (Ending::Abnormal, Err(e));
+            };
+            let flushed = self.flush().await;
+            match (stop, flushed) {
+                (None, Ok(())) => {}
+                (None, Err(e)) => return (Ending::Abnormal, Err(e)),
+                (Some((ending, None)), flushed) => return (ending, flushed),
+                // The DISCONNECT for a malformed packet goes out if it can.
+                (Some((ending, Some(e))), _) => return (ending, Err(e)),
             }
         }
     }
 
     /// One wait for whatever happens first, after what is in the mailbox.
+    /// The wait is a poll of the connection's own state (socket, mailbox,
+    /// keep-alive timer), so an idle connection's task holds no future
+    /// beyond a reference to it.
     async fn turn(&mut self) -> Result<Flow, ConnError> {
         if let Some(cmd) = self.mailbox.take_command() {
             return Ok(self.on_control(cmd));
@@ -161,37 +201,73 @@ impl Conn {
         // Deliveries are taken only while none wait for the window: the
         // backlog stays in the mailbox, bounded, where publishers see it.
         let take_mail = self.pending.is_empty() && self.mailbox.len() > 0;
-        let keep_alive = self.p.keep_alive.map(|ka| self.last_read + ka.mul_f32(1.5));
-        let mailbox = Arc::clone(&self.mailbox);
-        let shutdown = self.node.shutdown.clone();
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => {
+        match std::future::poll_fn(|cx| self.poll_woken(cx, take_mail)).await {
+            Woken::Read(Ok(true)) => {}
+            woken => return self.on_woken(woken),
+        }
+        Box::pin(self.on_read()).await
+    }
+
+    /// What to do when woken by anything but bytes to decode.
+    fn on_woken(&mut self, woken: Woken) -> Result<Flow, ConnError> {
+        match woken {
+            Woken::Shutdown => {
                 self.send_disconnect(ReasonCode::ServerShuttingDown);
                 Ok(Flow::Stop(Ending::Abnormal))
             }
-            // The client first, so a flood of deliveries cannot starve its
-            // acknowledgements and pings.
-            filled = self.io.fill() => match filled {
-                Ok(true) => Box::pin(self.on_read()).await,
-                Ok(false) => {
-                    debug!("client closed the connection");
-                    Ok(Flow::Stop(Ending::Abnormal))
-                }
-                Err(e) => Err(e),
-            },
-            () = std::future::ready(()), if take_mail => {
+            Woken::Read(Ok(true)) | Woken::Mail => Ok(Flow::Continue),
+            Woken::Read(Ok(false)) => {
+                debug!("client closed the connection");
+                Ok(Flow::Stop(Ending::Abnormal))
+            }
+            Woken::Read(Err(e)) => Err(e),
+            Woken::Deliveries => {
                 self.mailbox.take_deliveries(&mut self.pending, DELIVERY_BATCH);
                 self.fill_window()?;
                 Ok(Flow::Continue)
             }
-            () = mailbox.arrived() => Ok(Flow::Continue),
-            () = sleep_until(keep_alive.unwrap_or_else(Instant::now)), if keep_alive.is_some() => {
+            Woken::KeepAlive => {
                 debug!("keep alive expired");
                 self.send_disconnect(ReasonCode::KeepAliveTimeout);
                 Ok(Flow::Stop(Ending::Abnormal))
             }
         }
+    }
+
+    /// The first of: the node shutting down (it wakes every mailbox), bytes
+    /// from the client (first, so a flood of deliveries cannot starve its
+    /// acknowledgements and pings), deliveries to take, the mailbox, the
+    /// keep-alive deadline.
+    fn poll_woken(&mut self, cx: &mut Context<'_>, take_mail: bool) -> Poll<Woken> {
+        if self.node.shutdown.is_cancelled() {
+            return Poll::Ready(Woken::Shutdown);
+        }
+        if let Poll::Ready(filled) = self.io.poll_fill(cx) {
+            return Poll::Ready(Woken::Read(filled));
+        }
+        if take_mail {
+            return Poll::Ready(Woken::Deliveries);
+        }
+        if self.mailbox.poll_arrived(cx).is_ready() {
+            return Poll::Ready(Woken::Mail);
+        }
+        self.poll_keep_alive(cx).map(|()| Woken::KeepAlive)
+    }
+
+    /// Ready when nothing was read for 1.5 times the keep alive. The timer
+    /// is moved on only when it fires, not at every packet.
+    fn poll_keep_alive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let (Some(keep_alive), Some(timer)) = (self.p.keep_alive, self.keep_alive_timer.as_mut()) else {
+            return Poll::Pending;
+        };
+        while timer.as_mut().poll(cx).is_ready() {
+            let deadline = self.last_read + keep_alive.mul_f32(1.5);
+            if deadline <= timer.deadline() {
+                return Poll::Ready(());
+            }
+            timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
     }
 
     fn on_control(&mut self, cmd: Control) -> Flow {
@@ -235,18 +311,34 @@ impl Conn {
         }
     }
 
+    /// The topic aliases, made on first use.
+    pub(super) fn aliases(&mut self) -> &mut Aliases {
+        self.aliases.get_or_insert_with(Box::default)
+    }
+
     /// Queues a packet for the client.
     pub(super) fn send(&mut self, packet: &Packet) -> Result<(), ConnError> {
         self.io.queue(packet, self.p.version).map(drop)
     }
 
     async fn flush(&mut self) -> Result<(), ConnError> {
-        // One wait covers every PUBLISH read this turn: they share a group commit.
-        for commit in std::mem::take(&mut self.commits) {
-            commit.await?;
+        std::future::poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// Writes out the write buffer once the store commits it waits for are
+    /// done: one wait covers every PUBLISH read this turn (they share a
+    /// group commit).
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnError>> {
+        while let Some(commit) = self.commits.last_mut() {
+            let committed = ready!(Pin::new(commit).poll(cx));
+            self.commits.pop();
+            committed?;
         }
-        let n = self.io.flush().await?;
+        if self.commits.capacity() > 0 {
+            self.commits = Vec::new();
+        }
+        let n = ready!(self.io.poll_flush(cx))?;
         NodeStats::add(&self.node.stats.bytes_sent, n as u64);
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 }

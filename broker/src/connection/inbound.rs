@@ -130,12 +130,13 @@ impl Conn {
         }
         if p.topic.is_empty() {
             p.topic = self
-                .aliases_in
+                .aliases()
+                .incoming
                 .get(&alias.get())
                 .cloned()
                 .ok_or(ReasonCode::ProtocolError)?;
         } else {
-            self.aliases_in.insert(alias.get(), ByteStr::clone(&p.topic));
+            self.aliases().incoming.insert(alias.get(), ByteStr::clone(&p.topic));
         }
         Ok(())
     }

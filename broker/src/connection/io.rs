@@ -7,9 +7,9 @@
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use skerry_codec::{encode, encoded_len, DecodeError, Decoder, EncodeError, Packet, ProtocolVersion};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::listener::BoxedStream;
@@ -22,16 +22,36 @@ pub(crate) enum ConnError {
     Io(#[from] std::io::Error),
     /// The client sent something the codec rejects.
     #[error("{0}")]
-    Decode(#[from] DecodeError),
+    Decode(Box<DecodeError>),
     /// A packet could not be encoded for this client.
     #[error("{0}")]
-    Encode(#[from] EncodeError),
+    Encode(Box<EncodeError>),
     /// The client closed in the middle of a packet.
     #[error("connection closed mid-packet")]
     Truncated,
     /// A published message could not be made durable; it is not acknowledged.
     #[error("{0}")]
-    Store(#[from] skerry_store::StoreError),
+    Store(Box<skerry_store::StoreError>),
+}
+
+// The causes are boxed: a connection's future keeps room for a `ConnError`
+// (every byte of it is paid per idle connection), and errors are rare.
+impl From<DecodeError> for ConnError {
+    fn from(e: DecodeError) -> Self {
+        Self::Decode(Box::new(e))
+    }
+}
+
+impl From<EncodeError> for ConnError {
+    fn from(e: EncodeError) -> Self {
+        Self::Encode(Box::new(e))
+    }
+}
+
+impl From<skerry_store::StoreError> for ConnError {
+    fn from(e: skerry_store::StoreError) -> Self {
+        Self::Store(Box::new(e))
+    }
 }
 
 /// Room made in the read buffer before a read: one read takes many small
@@ -46,6 +66,8 @@ pub(crate) struct Framed {
     decoder: Decoder,
     /// The buffered bytes were found to be an incomplete packet.
     partial: bool,
+    /// Bytes written by a flush not yet complete.
+    written: usize,
     /// The connection's place under its listener's `max_connections`,
     /// held as long as the socket.
     _permit: OwnedSemaphorePermit,
@@ -61,6 +83,7 @@ impl Framed {
             wbuf: BytesMut::new(),
             decoder: Decoder::new(max_packet_size),
             partial: false,
+            written: 0,
             _permit: permit,
         }
     }
@@ -72,27 +95,27 @@ impl Framed {
             if let Some(packet) = self.try_decode()? {
                 return Ok(Some(packet));
             }
-            if !self.fill().await? {
+            if !std::future::poll_fn(|cx| self.poll_fill(cx)).await? {
                 return Ok(None);
             }
         }
     }
 
-    /// Waits until the read buffer holds bytes not yet found to be an
-    /// incomplete packet; `false` on a clean end of stream. Cancel-safe.
-    /// The connection loop waits on this rather than on [`Framed::read_packet`]
-    /// so that its idle state holds no decoded packet (hundreds of bytes).
-    pub(crate) async fn fill(&mut self) -> Result<bool, ConnError> {
+    /// Ready once the read buffer holds bytes not yet found to be an
+    /// incomplete packet; `false` on a clean end of stream. The connection
+    /// loop polls this rather than waiting on [`Framed::read_packet`], so
+    /// that its idle state holds no future and no decoded packet.
+    pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, ConnError>> {
         loop {
             if !self.rbuf.is_empty() && !self.partial {
-                return Ok(true);
+                return Poll::Ready(Ok(true));
             }
-            if std::future::poll_fn(|cx| self.poll_read_some(cx)).await? == 0 {
-                return if self.rbuf.is_empty() {
+            if ready!(self.poll_read_some(cx))? == 0 {
+                return Poll::Ready(if self.rbuf.is_empty() {
                     Ok(false)
                 } else {
                     Err(ConnError::Truncated)
-                };
+                });
             }
             self.partial = false;
         }
@@ -139,15 +162,28 @@ impl Framed {
         encoded_len(packet, version)
     }
 
-    /// Writes out everything queued; returns the number of bytes written.
-    pub(crate) async fn flush(&mut self) -> Result<usize, ConnError> {
-        let n = self.wbuf.len();
-        if n > 0 {
-            self.stream.write_all(&self.wbuf).await?;
-            self.wbuf = BytesMut::new();
-            self.stream.flush().await?;
+    /// Writes out everything queued; ready with the number of bytes
+    /// written since it was last ready. The write buffer is given back
+    /// once it is out.
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, ConnError>> {
+        while !self.wbuf.is_empty() {
+            let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &self.wbuf))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()));
+            }
+            self.wbuf.advance(n);
+            self.written += n;
         }
-        Ok(n)
+        if self.written > 0 {
+            ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
+            self.wbuf = BytesMut::new();
+        }
+        Poll::Ready(Ok(std::mem::take(&mut self.written)))
+    }
+
+    /// [`Framed::poll_flush`] as a future.
+    pub(crate) async fn flush(&mut self) -> Result<usize, ConnError> {
+        std::future::poll_fn(|cx| self.poll_flush(cx)).await
     }
 
     /// Flushes and shuts the write side down; errors are irrelevant by now.

@@ -35,19 +35,29 @@ pub(crate) const RECEIVE_MAXIMUM: u16 = 128;
 pub(crate) fn serve(node: Arc<NodeShared>, accepted: Accepted) -> impl Future<Output = ()> + Send {
     let span =
         debug_span!("conn", peer = %accepted.peer, listener = %accepted.listener, client_id = tracing::field::Empty);
-    let handshake = Box::pin(handshake(node, accepted));
-    async move {
-        let ended = match handshake.await {
-            Ok(Some(conn)) => conn.run().await,
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
-        };
-        match ended {
-            Ok(()) => debug!("connection closed"),
-            Err(e) => debug!(error = %e, "connection closed"),
+    let handshake = Box::pin(async move {
+        match handshake(node, accepted).await {
+            Ok(Some(conn)) => Some(conn),
+            ended => {
+                closed(ended.map(drop));
+                None
+            }
         }
+    });
+    async move {
+        let Some(conn) = handshake.await else {
+            return;
+        };
+        closed(conn.run().await);
     }
     .instrument(span)
+}
+
+fn closed(ended: Result<(), ConnError>) {
+    match ended {
+        Ok(()) => debug!("connection closed"),
+        Err(e) => debug!(error = %e, "connection closed"),
+    }
 }
 
 /// CONNECT, authentication, session, CONNACK: the connection ready to run,
@@ -78,7 +88,7 @@ async fn handshake(node: Arc<NodeShared>, accepted: Accepted) -> Result<Option<B
             let connack = Packet::ConnAck(ConnAck::new(e.reason_code()));
             io.queue(&connack, ProtocolVersion::V311)?;
             io.close().await;
-            return Err(e.into());
+            return Err(ConnError::Decode(e));
         }
         Ok(Err(e)) => {
             NodeStats::inc(&node.stats.mqtt_invalid_packet);

@@ -87,7 +87,7 @@ impl Conn {
         if Framed::size_of(&packet, self.p.version) > self.p.client_max_packet {
             // The client never sees this topic, so it must not learn an alias from it.
             if let Some(topic) = new_alias {
-                self.aliases_out.remove(&topic);
+                self.aliases().outgoing.remove(&topic);
             }
             NodeStats::inc(&self.node.stats.mqtt_publish_too_large_for_client);
             return Ok(false);
@@ -105,15 +105,16 @@ impl Conn {
         if self.p.client_alias_max == 0 {
             return None;
         }
-        if let Some(alias) = self.aliases_out.get(&publish.topic) {
+        let aliases = self.aliases();
+        if let Some(alias) = aliases.outgoing.get(&publish.topic) {
             publish.properties.topic_alias = NonZeroU16::new(*alias);
             publish.topic = ByteStr::from("");
             return None;
         }
-        let next = self.aliases_out.len() + 1;
+        let next = aliases.outgoing.len() + 1;
         if let Ok(alias) = u16::try_from(next) {
             if alias <= self.p.client_alias_max {
-                self.aliases_out.insert(publish.topic.clone(), alias);
+                self.aliases().outgoing.insert(publish.topic.clone(), alias);
                 publish.properties.topic_alias = NonZeroU16::new(alias);
                 return Some(publish.topic.clone());
             }

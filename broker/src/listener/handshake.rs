@@ -114,9 +114,10 @@ impl Handshake {
         let establish = Box::pin(self.establish(arrival, peer, permit, stats));
         async move {
             let _active = active;
-            if let Some(accepted) = establish.await {
-                handler(accepted).await;
-            }
+            let Some(accepted) = establish.await else {
+                return;
+            };
+            handler(accepted).await;
         }
     }
 

@@ -319,6 +319,7 @@ impl Node {
     /// write durable).
     pub async fn shutdown(mut self) {
         self.shared.shutdown.cancel();
+        self.shared.wake_connections();
         while self.tasks.join_next().await.is_some() {}
         self.shared.conns.close();
         let drain = tokio::time::timeout(CONNECTIONS_DRAIN, self.shared.conns.wait());

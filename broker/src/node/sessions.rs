@@ -164,6 +164,18 @@ impl NodeShared {
         }
     }
 
+    /// Wakes every attached connection: each looks at the shutdown token
+    /// before it waits again (one that attaches later sees it at its first
+    /// wait).
+    pub(super) fn wake_connections(&self) {
+        let sessions = self.sessions.lock().all();
+        for session in sessions {
+            if let Some(mailbox) = &session.inner.lock().link {
+                mailbox.wake();
+            }
+        }
+    }
+
     /// Asks an attached connection to let go and waits until it has.
     async fn take_over(&self, session: &Session) {
         let done = Arc::new(Notify::new());
