@@ -7,7 +7,7 @@
 //! happen under the session's lock, so a delivery racing a disconnect ends
 //! up either in the channel or in the queue, never lost.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -45,15 +45,16 @@ pub(crate) enum Inflight {
     Release,
 }
 
-/// Protocol state that survives reconnection.
+/// Protocol state that survives reconnection. Ordered collections: they
+/// carry no hasher state, and this lives in every connection.
 #[derive(Debug, Default)]
 pub(crate) struct SessionState {
     /// Filter (as subscribed, including `$share/...`) -> subscription.
-    pub(crate) subscriptions: HashMap<String, Subscription>,
+    pub(crate) subscriptions: BTreeMap<String, Subscription>,
     /// Outgoing messages awaiting acknowledgement, in send order.
     pub(crate) inflight: VecDeque<(NonZeroU16, Inflight)>,
     /// Incoming QoS 2 packet ids received but not yet released (PUBREL).
-    pub(crate) awaiting_rel: HashSet<NonZeroU16>,
+    pub(crate) awaiting_rel: BTreeSet<NonZeroU16>,
     /// Last packet id handed out for an outgoing message.
     pub(crate) last_packet_id: u16,
 }

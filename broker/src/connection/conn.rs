@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use skerry_codec::{ByteStr, Disconnect, LastWill, Packet, ProtocolVersion, ReasonCode};
-use tokio::time::{sleep_until, Instant, Sleep};
+use tokio::time::Instant;
 use tracing::debug;
 
 use super::io::{ConnError, Framed};
@@ -72,9 +72,9 @@ pub(crate) struct Conn {
     aliases: Option<Box<Aliases>>,
     pub(super) limiter: Option<Box<crate::node::RateLimiter>>,
     last_read: Instant,
-    /// Fires at the keep-alive deadline as it was when last set (boxed: a
-    /// timer must not move once it waits).
-    keep_alive_timer: Option<Pin<Box<Sleep>>>,
+    /// When the keep-alive alarm set last rings (the node's clock wakes
+    /// the mailbox then).
+    alarm: Option<Instant>,
     /// Store commits the acknowledgements in the write buffer wait for
     /// (`sync` durability): the buffer is flushed only once they resolve.
     pub(super) commits: Vec<skerry_store::Commit>,
@@ -83,8 +83,6 @@ pub(crate) struct Conn {
 impl Conn {
     pub(super) fn new(node: Arc<NodeShared>, io: Framed, p: Params, a: Attached, will: Option<LastWill>) -> Self {
         let limiter = node.message_rate_limiter().map(Box::new);
-        let now = Instant::now();
-        let keep_alive_timer = p.keep_alive.map(|ka| Box::pin(sleep_until(now + ka.mul_f32(1.5))));
         Self {
             node,
             io,
@@ -96,8 +94,8 @@ impl Conn {
             will: will.map(Box::new),
             aliases: None,
             limiter,
-            last_read: now,
-            keep_alive_timer,
+            last_read: Instant::now(),
+            alarm: None,
             commits: Vec::new(),
         }
     }
@@ -237,7 +235,7 @@ impl Conn {
     /// The first of: the node shutting down (it wakes every mailbox), bytes
     /// from the client (first, so a flood of deliveries cannot starve its
     /// acknowledgements and pings), deliveries to take, the mailbox, the
-    /// keep-alive deadline.
+    /// keep-alive deadline (its alarm wakes the mailbox).
     fn poll_woken(&mut self, cx: &mut Context<'_>, take_mail: bool) -> Poll<Woken> {
         if self.node.shutdown.is_cancelled() {
             return Poll::Ready(Woken::Shutdown);
@@ -251,21 +249,23 @@ impl Conn {
         if self.mailbox.poll_arrived(cx).is_ready() {
             return Poll::Ready(Woken::Mail);
         }
-        self.poll_keep_alive(cx).map(|()| Woken::KeepAlive)
+        self.poll_keep_alive().map(|()| Woken::KeepAlive)
     }
 
-    /// Ready when nothing was read for 1.5 times the keep alive. The timer
-    /// is moved on only when it fires, not at every packet.
-    fn poll_keep_alive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let (Some(keep_alive), Some(timer)) = (self.p.keep_alive, self.keep_alive_timer.as_mut()) else {
+    /// Ready when nothing was read for 1.5 times the keep alive. Otherwise
+    /// makes sure an alarm will wake the connection at the deadline: the
+    /// alarm is set once per deadline, not at every packet.
+    fn poll_keep_alive(&mut self) -> Poll<()> {
+        let Some(keep_alive) = self.p.keep_alive else {
             return Poll::Pending;
         };
-        while timer.as_mut().poll(cx).is_ready() {
-            let deadline = self.last_read + keep_alive.mul_f32(1.5);
-            if deadline <= timer.deadline() {
-                return Poll::Ready(());
-            }
-            timer.as_mut().reset(deadline);
+        let deadline = self.last_read + keep_alive.mul_f32(1.5);
+        let now = Instant::now();
+        if now >= deadline {
+            return Poll::Ready(());
+        }
+        if self.alarm.is_none_or(|rings| rings <= now) {
+            self.alarm = Some(self.node.alarms.set(deadline, self.session.key));
         }
         Poll::Pending
     }

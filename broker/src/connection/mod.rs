@@ -195,8 +195,8 @@ pub(crate) struct Params {
     pub(crate) granted_expiry: Option<u32>,
     /// Username in use (for ACL `%u`).
     pub(crate) username: Option<String>,
-    /// Client id in use (for ACL `%c`).
-    pub(crate) client_id: String,
+    /// Client id in use (for ACL `%c`), the session's.
+    pub(crate) client_id: Arc<str>,
 }
 
 impl Params {
@@ -222,7 +222,7 @@ impl Params {
                 && c.protocol == ProtocolVersion::V5)
                 .then_some(attached.expiry),
             username: admitted.username.clone(),
-            client_id: admitted.client_id.clone(),
+            client_id: Arc::clone(&attached.session.client_id),
         }
     }
 

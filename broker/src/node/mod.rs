@@ -4,6 +4,7 @@
 //! not the first client), then serves until [`Node::shutdown`].
 
 mod admin;
+mod alarms;
 mod persist;
 mod restore;
 mod routing;
@@ -147,6 +148,8 @@ pub(crate) struct NodeShared {
     pub(crate) store: Arc<dyn Store>,
     /// The connection tasks, so shutdown can wait for them to park their sessions.
     conns: TaskTracker,
+    /// Keep-alive alarms of the connections.
+    pub(crate) alarms: alarms::Alarms,
     /// The TLS configuration of each `tls`/`wss` listener, by listener name.
     listener_tls: Vec<(String, Arc<ServerTls>)>,
     next_client: AtomicU64,
@@ -245,6 +248,7 @@ impl Node {
             next_client: AtomicU64::new(1),
             store,
             conns: TaskTracker::new(),
+            alarms: alarms::Alarms::new(),
             listener_tls: listeners
                 .iter()
                 .filter_map(|l| Some((l.name().to_owned(), l.tls()?)))
@@ -267,6 +271,11 @@ impl Node {
                 part
             });
         }
+        let node_alarms = Arc::clone(&shared);
+        tasks.spawn(async move {
+            node_alarms.run_alarms().await;
+            "keep-alive clock".to_owned()
+        });
         let sys = crate::sys::run(Arc::clone(&shared), broker.sys_interval.get());
         tasks.spawn(async move {
             sys.await;
