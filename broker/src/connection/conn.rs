@@ -190,7 +190,7 @@ impl Conn {
 
     /// One wait for whatever happens first, after what is in the mailbox.
     /// The wait is a poll of the connection's own state (socket, mailbox,
-    /// keep-alive timer), so an idle connection's task holds no future
+    /// keep-alive alarm), so an idle connection's task holds no future
     /// beyond a reference to it.
     async fn turn(&mut self) -> Result<Flow, ConnError> {
         if let Some(cmd) = self.mailbox.take_command() {
