@@ -212,6 +212,34 @@ async fn silent_client_is_disconnected_after_one_and_a_half_keep_alives() {
 }
 
 #[tokio::test]
+async fn shutdown_tells_every_idle_client_and_closes_it() {
+    let broker = TestBroker::start("").await;
+    let mut v5_clients = Vec::new();
+    for (id, keep_alive) in [("ka-short", 2), ("ka-long", 600)] {
+        let mut c = v5(id);
+        c.keep_alive = keep_alive;
+        v5_clients.push(connect(broker.tcp(), c).await.0);
+    }
+    // 3.1.1 with keep alive 0: no deadline, nothing that would wake it but
+    // the shutdown itself; 3.1.1 has no server DISCONNECT, it is closed.
+    let mut v311 = Connect::new(ProtocolVersion::V311, "ka-none");
+    v311.keep_alive = 0;
+    let (mut old, _) = connect(broker.tcp(), v311).await;
+    for c in &mut v5_clients {
+        ping_barrier(c).await;
+    }
+    let stopped = tokio::spawn(broker.stop());
+    for c in &mut v5_clients {
+        expect_disconnect(c, ReasonCode::ServerShuttingDown).await;
+    }
+    assert!(old.until_closed().await.is_empty(), "closed without a packet");
+    tokio::time::timeout(Duration::from_secs(5), stopped)
+        .await
+        .expect("the node stops once its clients are gone")
+        .expect("stop");
+}
+
+#[tokio::test]
 async fn session_expiry_ends_the_session() {
     let broker = TestBroker::start("").await;
     let (mut c, _) = connect(broker.tcp(), v5_persistent("brief", 1)).await;

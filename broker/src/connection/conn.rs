@@ -72,6 +72,9 @@ pub(crate) struct Conn {
     aliases: Option<Box<Aliases>>,
     pub(super) limiter: Option<Box<crate::node::RateLimiter>>,
     last_read: Instant,
+    /// This turn routed a QoS 1/2 message: the subscribers it woke write
+    /// it out before this connection writes the acknowledgement.
+    pub(super) routed: bool,
     /// When the keep-alive alarm set last rings (the node's clock wakes
     /// the mailbox then).
     alarm: Option<Instant>,
@@ -95,6 +98,7 @@ impl Conn {
             aliases: None,
             limiter,
             last_read: Instant::now(),
+            routed: false,
             alarm: None,
             commits: Vec::new(),
         }
@@ -177,6 +181,13 @@ impl Conn {
                     Some((Ending::Abnormal, Some(e)))
                 }
             };
+            if std::mem::take(&mut self.routed) {
+                // The subscribers' tasks run first (tokio gives the last task
+                // woken the next turn): a delivery does not wait for the
+                // publisher's acknowledgement to be written (a loopback write
+                // costs the receiving side's work too).
+                tokio::task::yield_now().await;
+            }
             let flushed = self.flush().await;
             match (stop, flushed) {
                 (None, Ok(())) => {}

@@ -84,6 +84,8 @@ impl Conn {
                 Some(self.session.key),
             );
             let published = self.node.publish_durable(msg);
+            // An acknowledgement follows (QoS 1/2): it waits for the deliveries.
+            self.routed |= p.qos != QoS::AtMostOnce;
             // The acknowledgement queued below leaves only once this is durable.
             if let Some(commit) = published.commit.filter(|_| p.qos != QoS::AtMostOnce) {
                 self.commits.push(commit);
