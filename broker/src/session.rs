@@ -137,6 +137,14 @@ pub(crate) struct QueueLimits {
 }
 
 impl Session {
+    /// Wakes the attached connection, if any (it then looks at the node's
+    /// shutdown flag and its keep-alive deadline).
+    pub(crate) fn wake_connection(&self) {
+        if let Some(mailbox) = &self.inner.lock().link {
+            mailbox.wake();
+        }
+    }
+
     /// A new, offline, empty session.
     pub(crate) fn new(key: SessionKey, client_id: Arc<str>) -> Self {
         Self {

@@ -162,15 +162,10 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    /// Counts a connection as open until the guard is dropped.
-    pub(crate) fn open(&self) -> ActiveGuard<'_> {
-        self.active.fetch_add(1, Relaxed);
-        ActiveGuard(&self.active)
-    }
-
-    /// Counts a connection handed over to a node as open until the guard
-    /// is dropped.
-    pub(crate) fn hold(self: &Arc<Self>) -> OpenGuard {
+    /// Counts a connection as open until the guard is dropped: the
+    /// balancer's own connection task holds it, or, once the balancer hands
+    /// the client over to a node in this process, the client's stream.
+    pub(crate) fn open(self: &Arc<Self>) -> OpenGuard {
         self.active.fetch_add(1, Relaxed);
         OpenGuard(Arc::clone(self))
     }
@@ -216,22 +211,13 @@ impl Metrics {
     }
 }
 
-/// Counts a connection handed over to a node as open until dropped.
+/// Decrements the open-connection gauge when dropped, however the
+/// connection ends.
 pub(crate) struct OpenGuard(Arc<Metrics>);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Relaxed);
-    }
-}
-
-/// Decrements the open-connection gauge when the connection task ends,
-/// however it ends.
-pub(crate) struct ActiveGuard<'a>(&'a AtomicU64);
-
-impl Drop for ActiveGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
     }
 }
 
@@ -241,7 +227,7 @@ mod tests {
 
     #[test]
     fn snapshot_reflects_counts() {
-        let m = Metrics::default();
+        let m = Arc::new(Metrics::default());
         {
             let _open = m.open();
             assert_eq!(m.snapshot().connections_active, 1);

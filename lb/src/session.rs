@@ -92,7 +92,7 @@ impl ListenerApp {
                 let held = Held {
                     lease: admitted.lease,
                     cap: admitted.cap,
-                    open: self.core.metrics.hold(),
+                    open: self.core.metrics.open(),
                 };
                 place.hand_over(Handoff {
                     stream: ClientStream::new(client, tls.is_none(), ending, held),

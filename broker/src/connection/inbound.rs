@@ -85,7 +85,7 @@ impl Conn {
             );
             let published = self.node.publish_durable(msg);
             // An acknowledgement follows (QoS 1/2): it waits for the deliveries.
-            self.routed |= p.qos != QoS::AtMostOnce;
+            self.routed |= p.qos != QoS::AtMostOnce && published.delivered > 0;
             // The acknowledgement queued below leaves only once this is durable.
             if let Some(commit) = published.commit.filter(|_| p.qos != QoS::AtMostOnce) {
                 self.commits.push(commit);

@@ -81,9 +81,7 @@ impl NodeShared {
                 .collect()
         };
         for session in sessions {
-            if let Some(mailbox) = &session.inner.lock().link {
-                mailbox.wake();
-            }
+            session.wake_connection();
         }
     }
 }

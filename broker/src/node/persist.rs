@@ -231,7 +231,8 @@ fn session_record(
     state: &SessionState,
     inflight: Vec<StoredInflight>,
 ) -> SessionRecord {
-    let mut subscriptions: Vec<StoredSubscription> = state
+    // Both collections iterate in order: the record is the same for the same state.
+    let subscriptions: Vec<StoredSubscription> = state
         .subscriptions
         .iter()
         .map(|(filter, s)| StoredSubscription {
@@ -243,9 +244,7 @@ fn session_record(
             id: s.id,
         })
         .collect();
-    subscriptions.sort_by(|a, b| a.filter.cmp(&b.filter));
-    let mut awaiting_rel: Vec<u16> = state.awaiting_rel.iter().map(|id| id.get()).collect();
-    awaiting_rel.sort_unstable();
+    let awaiting_rel: Vec<u16> = state.awaiting_rel.iter().map(|id| id.get()).collect();
     SessionRecord {
         expiry,
         disconnected_at: disconnected_at.unwrap_or_else(SystemTime::now),

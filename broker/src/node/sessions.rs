@@ -170,9 +170,7 @@ impl NodeShared {
     pub(super) fn wake_connections(&self) {
         let sessions = self.sessions.lock().all();
         for session in sessions {
-            if let Some(mailbox) = &session.inner.lock().link {
-                mailbox.wake();
-            }
+            session.wake_connection();
         }
     }
 
