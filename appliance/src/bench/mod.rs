@@ -6,11 +6,13 @@
 //! - [`scenario`] runs the message scenarios with [`publisher`] and
 //!   [`subscriber`] tasks (one per connection, over [`net::Client`]);
 //!   [`conn`] runs the idle-connection scenario.
-//! - [`payload`] stamps messages, [`seqset`] and [`stats`] count them,
-//!   [`outcome`] and [`report`] turn the counts into the result.
+//! - [`metronome`] paces `--rate` runs, [`payload`] stamps messages,
+//!   [`seqset`] and [`stats`] count them, [`outcome`] and [`report`] turn
+//!   the counts into the result.
 
 mod args;
 mod conn;
+mod metronome;
 mod net;
 mod outcome;
 mod payload;

@@ -1,11 +1,10 @@
 //! A publishing connection: sends stamped messages from the start of the
 //! run to the end of the measured window, paced by its share of `--rate`
+//! (see [`super::metronome`])
 //! and, at QoS 1/2, by its window of unacknowledged messages; then waits
 //! for the remaining acknowledgements until the run stops.
 //!
-//! Each wake-up sends everything that is due in one batch (one write), so
-//! a high rate costs one timer and one syscall per millisecond, not per
-//! message.
+//! Each wake-up sends everything that is due in one batch (one write).
 
 use std::num::NonZeroU16;
 use std::sync::atomic::Ordering;
@@ -15,6 +14,8 @@ use std::time::Duration;
 use skerry_codec::{Ack, Packet, QoS};
 use tokio::sync::watch;
 use tokio::time::{Instant, Interval};
+
+use super::metronome::Pacer;
 
 use super::net::{ping_interval, Client};
 use super::payload::{now_ns, PublishTemplate, Stamp};
@@ -31,8 +32,7 @@ pub(crate) struct PublisherSpec {
     pub(crate) index: u32,
     pub(crate) template: PublishTemplate,
     pub(crate) qos: QoS,
-    /// Messages per second; 0 means as fast as possible.
-    pub(crate) rate: f64,
+    pub(crate) pacer: Pacer,
     /// Unacknowledged QoS 1/2 messages allowed.
     pub(crate) inflight: u16,
 }
@@ -82,7 +82,7 @@ pub(crate) async fn run(mut client: Client, spec: PublisherSpec, ctx: PublisherC
                 client.flush().await?;
             }
             () = &mut window_end, if state.sending => state.sending = false,
-            () = state.pacer.ready(), if can_send => {
+            () = state.spec.pacer.ready(), if can_send => {
                 state.send_batch(&mut client);
                 client.flush().await?;
             }
@@ -153,7 +153,6 @@ struct Publisher {
     window: Window,
     counters: Arc<Counters>,
     ack_latency: Option<Recorder>,
-    pacer: Pacer,
     /// `None` at QoS 0.
     inflight: Option<InFlight>,
     sending: bool,
@@ -172,7 +171,6 @@ impl Publisher {
         let inflight = (spec.qos != QoS::AtMostOnce).then(|| InFlight::new(limit));
         let batch_max = (BATCH_BYTES / spec.template.len()).max(1) as u64;
         Self {
-            pacer: Pacer::new(spec.rate),
             spec,
             window,
             counters,
@@ -192,7 +190,7 @@ impl Publisher {
             return;
         }
         let room = self.inflight.as_ref().map_or(u64::MAX, |w| w.free.len() as u64);
-        let n = self.pacer.due().min(room).min(self.batch_max);
+        let n = self.spec.pacer.due().min(room).min(self.batch_max);
         let buf = client.write_buf();
         for _ in 0..n {
             let id = self.inflight.as_mut().and_then(|w| w.take(now));
@@ -200,7 +198,7 @@ impl Publisher {
             self.spec.template.append(buf, id, stamp);
             self.next_count += 1;
         }
-        self.pacer.issued += n;
+        self.spec.pacer.sent(n);
         Counters::add(&self.counters.sent, n);
         if self.window.contains(now) {
             Counters::add(&self.counters.sent_measured, n);
@@ -242,50 +240,6 @@ impl Publisher {
             rec.flush();
         }
         Ok(())
-    }
-}
-
-/// Spaces messages at a fixed rate without sleeping per message: it is
-/// ready when at least one message is due, and then everything due goes.
-struct Pacer {
-    /// Messages per second; 0 = unlimited.
-    rate: f64,
-    start: Instant,
-    issued: u64,
-}
-
-impl Pacer {
-    fn new(rate: f64) -> Self {
-        Self {
-            rate,
-            start: Instant::now(),
-            issued: 0,
-        }
-    }
-
-    /// Messages due now; at least one once [`Pacer::ready`] returned.
-    fn due(&self) -> u64 {
-        self.due_after(self.start.elapsed())
-    }
-
-    fn due_after(&self, elapsed: Duration) -> u64 {
-        if self.rate <= 0.0 {
-            return u64::MAX;
-        }
-        let allowed = (elapsed.as_secs_f64() * self.rate) as u64 + 1;
-        allowed.saturating_sub(self.issued).max(1)
-    }
-
-    /// When the next message is due, counted from the start.
-    fn next_after(&self) -> Duration {
-        Duration::from_secs_f64(self.issued as f64 / self.rate)
-    }
-
-    /// Waits until the next message is due.
-    async fn ready(&self) {
-        if self.rate > 0.0 {
-            tokio::time::sleep_until(self.start + self.next_after()).await;
-        }
     }
 }
 
@@ -336,15 +290,5 @@ mod tests {
         assert_eq!(w.complete(b), None, "acknowledged twice");
         assert_eq!(w.complete(a), Some(10));
         assert_eq!(w.free.len(), 2);
-    }
-
-    #[test]
-    fn pacer_lets_due_messages_through_in_batches() {
-        let mut p = Pacer::new(1000.0);
-        assert_eq!((p.due_after(Duration::ZERO), p.next_after()), (1, Duration::ZERO));
-        p.issued = 1;
-        assert_eq!(p.next_after(), Duration::from_millis(1));
-        assert_eq!(p.due_after(Duration::from_micros(10_500)), 10);
-        assert_eq!(Pacer::new(0.0).due_after(Duration::ZERO), u64::MAX);
     }
 }

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::args::TrafficArgs;
+use super::metronome::{Metronome, Pacer};
 use super::net::{Client, Target};
 use super::outcome::{self, Ready, Tally, TaskResults};
 use super::payload::{now_ns, PublishTemplate};
@@ -27,6 +28,9 @@ use super::subscriber::{self, Measure, SubscriberCtx, SubscriberReport};
 /// Handshakes in progress at once: enough to connect thousands of clients
 /// a second without overflowing the broker's listen backlog.
 pub(crate) const MAX_PENDING_CONNECTS: usize = 100;
+
+/// A publisher's task: its error, if it failed.
+type PublisherTask = JoinHandle<Option<anyhow::Error>>;
 /// How often the drain checks whether everything arrived.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// How long stopped tasks get to say goodbye before they are aborted.
@@ -123,7 +127,7 @@ pub(crate) async fn run(
             sub_tally.first_error.unwrap_or_default()
         );
     }
-    let (pubs, pub_tally) = run.spawn_publishers().await?;
+    let (pubs, pub_tally, clock) = run.spawn_publishers().await?;
     if run.layout.delivery != Delivery::Foreign && pub_tally.ok == 0 {
         run.phase.send_replace(Phase::Stopping);
         bail!(
@@ -137,6 +141,9 @@ pub(crate) async fn run(
         Delivery::Nobody | Delivery::Foreign => 0,
     };
     let window = run.start();
+    if let Some(clock) = clock {
+        clock.start()?;
+    }
     let progress = progress::spawn(options.quiet, run.phase.subscribe(), run.progress_line(window, copies));
     run.wait_until_drained(window, pub_tally.ok, copies).await;
     run.phase.send_replace(Phase::Stopping);
@@ -186,11 +193,12 @@ impl Run {
         Some(report)
     }
 
-    /// Connects every publisher; they wait for [`Phase::Running`].
-    async fn spawn_publishers(self: &Arc<Self>) -> anyhow::Result<(Vec<JoinHandle<Option<anyhow::Error>>>, Tally)> {
+    /// Connects every publisher; they wait for [`Phase::Running`]. Also
+    /// returns the clock that paces them, if `--rate` asks for one.
+    async fn spawn_publishers(self: &Arc<Self>) -> anyhow::Result<(Vec<PublisherTask>, Tally, Option<Metronome>)> {
         let (ready_tx, ready_rx) = Ready::channel();
         let publishers = self.layout.publishers;
-        let rate = self.traffic.rate as f64 / f64::from(publishers.max(1));
+        let clock = Metronome::new(self.traffic.rate, publishers);
         let mut handles = Vec::with_capacity(publishers as usize);
         for index in 0..publishers {
             let t = &self.traffic;
@@ -199,13 +207,13 @@ impl Run {
                 index,
                 template,
                 qos: t.qos,
-                rate,
+                pacer: clock.as_ref().map_or(Pacer::Unlimited, |c| c.pacer(index)),
                 inflight: t.inflight,
             };
             handles.push(tokio::spawn(Arc::clone(self).publisher(spec, ready_tx.clone())));
         }
         drop(ready_tx);
-        Ok((handles, Tally::collect(ready_rx).await))
+        Ok((handles, Tally::collect(ready_rx).await, clock))
     }
 
     async fn publisher(self: Arc<Self>, spec: PublisherSpec, ready: Ready) -> Option<anyhow::Error> {
@@ -304,10 +312,7 @@ impl Run {
 }
 
 /// Waits for every task after [`Phase::Stopping`]; stragglers are aborted.
-async fn collect(
-    subs: Vec<JoinHandle<Option<SubscriberReport>>>,
-    pubs: Vec<JoinHandle<Option<anyhow::Error>>>,
-) -> TaskResults {
+async fn collect(subs: Vec<JoinHandle<Option<SubscriberReport>>>, pubs: Vec<PublisherTask>) -> TaskResults {
     let deadline = Instant::now() + STOP_TIMEOUT;
     let mut results = TaskResults::default();
     for mut handle in subs {
