@@ -512,3 +512,29 @@ fn readme_walkthrough_on_the_embedded_default() {
     let status = run.terminate();
     assert!(status.success(), "skerry run exited with {status}");
 }
+
+#[test]
+fn a_port_in_use_is_one_clear_error_and_the_process_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let yaml = format!(
+        "broker:\n  store:\n    engine: memory\n  nodes:\n    - name: n1\n      data_dir: {}\n      listeners:\n        - name: tcp\n          bind: 127.0.0.1:{port}\n",
+        dir.path().join("n1").display()
+    );
+    let file = dir.path().join("skerry.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = Command::new(skerry_bin())
+        .args(["run", "-c", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
+    assert!(
+        line.contains(&format!("node n1: listener `tcp`: cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert_eq!(line.matches("Address already in use").count(), 1, "{line}");
+    assert_eq!(line.matches("cannot listen").count(), 1, "{line}");
+}

@@ -149,7 +149,7 @@ fn health(runtime: &tokio::runtime::Runtime, admin: &str) -> ExitCode {
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("unhealthy: {e:#}");
+            eprintln!("unhealthy: {}", crate::error_line(&e));
             ExitCode::FAILURE
         }
     }
