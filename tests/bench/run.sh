@@ -6,7 +6,9 @@
 #
 # Usage: tests/bench/run.sh            (needs target/release/skerry built)
 # Env:   SKERRY=path RUMQTTD=path DUR=8s OUT=dir BG_MAX=25 (background CPU %
-#        above which a figure is re-measured once)
+#        above which a figure is re-measured once) P99_SECS=24 (window of the
+#        latency rows: one 8 s window's p99 rests on 320 messages and moves
+#        by +-100 us between windows on its own)
 # Output: $OUT/results.jsonl (one JSON object per row, with the exact command,
 #         load average and background CPU), $OUT/summary.md, logs per server.
 set -u
@@ -15,6 +17,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 SKERRY=${SKERRY:-$ROOT/target/release/skerry}
 RUMQTTD=${RUMQTTD:-$(command -v rumqttd || echo "$HOME/.cargo/bin/rumqttd")}
 DUR=${DUR:-8s}
+P99_SECS=${P99_SECS:-24}
 BG_MAX=${BG_MAX:-25}
 OUT=${OUT:-$HERE/out/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
@@ -364,7 +367,7 @@ log "=== latency floor: a bare TCP round trip between CPU 0 and CPU 1 (tests/ben
 if command -v cc >/dev/null && cc -O2 -o "$OUT/pingpong" "$HERE/pingpong.c"; then
   P_PP=$(freeport)
   taskset -c 0 "$OUT/pingpong" server "$P_PP" & PIDS+=("$!"); sleep 0.3
-  cmd=(taskset -c 1 "$OUT/pingpong" client "$P_PP" 32000)
+  cmd=(taskset -c 1 "$OUT/pingpong" client "$P_PP" $((4000 * P99_SECS)))
   bg=$(quiet); load=$(loadavg)
   "${cmd[@]}" | jq -c --arg load "$load" --arg bg "$bg" --arg cmd "${cmd[*]}" \
     '{id:"floor-tcp-rtt",target:"c-echo",load:$load,bg_cpu:$bg,cmd:$cmd}+.' >> "$RES"
@@ -373,13 +376,13 @@ else
 fi
 
 for b in "${BROKERS[@]}"; do set -- $b
-  bench "i7-p99-4k-$1" "$1" fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$2"; done
+  bench "i7-p99-4k-$1" "$1" fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$2"; done
 
 log "=== issue 7: through the in-process balancer vs direct (same skerry run)"
 bench i7-lb-direct skerry-node-direct fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_SL_DIRECT"
 bench i7-lb-via    skerry-run-lb      fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_SL_LB"
-bench i7-lb-p99-direct skerry-node-direct fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$P_SL_DIRECT"
-bench i7-lb-p99-via    skerry-run-lb      fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$P_SL_LB"
+bench i7-lb-p99-direct skerry-node-direct fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$P_SL_DIRECT"
+bench i7-lb-p99-via    skerry-run-lb      fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$P_SL_LB"
 
 # ================================================================ issue 6
 log "=== issue 6: fan-in QoS 1 through the balancers vs direct"
@@ -391,12 +394,12 @@ bench i6-fanin-mq-skerry    skerry-lb-to-mosq   fanin --publishers 8 --qos 1 --d
 bench i6-fanin-mq-haproxy   haproxy-to-mosq     fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_HA_MQ"
 
 log "=== issue 6: p99 at a fixed 4k msg/s QoS 1"
-bench i6-p99-node-direct  node-direct        fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$P_N6_DIRECT"
-bench i6-p99-node-skerry  skerry-lb-to-node  fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$P_LB_NODE"
-bench i6-p99-node-haproxy haproxy-to-node    fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$P_HA_NODE"
-bench i6-p99-mq-direct    mosquitto-direct   fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$P_MQ"
-bench i6-p99-mq-skerry    skerry-lb-to-mosq  fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$P_LB_MQ"
-bench i6-p99-mq-haproxy   haproxy-to-mosq    fanin --publishers 8 --qos 1 --rate 4000 --duration "$DUR" --port "$P_HA_MQ"
+bench i6-p99-node-direct  node-direct        fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$P_N6_DIRECT"
+bench i6-p99-node-skerry  skerry-lb-to-node  fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$P_LB_NODE"
+bench i6-p99-node-haproxy haproxy-to-node    fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$P_HA_NODE"
+bench i6-p99-mq-direct    mosquitto-direct   fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$P_MQ"
+bench i6-p99-mq-skerry    skerry-lb-to-mosq  fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$P_LB_MQ"
+bench i6-p99-mq-haproxy   haproxy-to-mosq    fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$P_HA_MQ"
 
 log "=== issue 6: mTLS full handshakes/s (P-256 client cert from the bundled CA)"
 handshakes i6-tls-skerry  skerry-lb "$P_LB_TLS"
