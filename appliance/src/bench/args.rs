@@ -194,8 +194,9 @@ pub(crate) struct TrafficArgs {
     /// number). Units allowed: 512, 4KiB, 1MB.
     #[arg(long, default_value = "64", value_parser = parse_payload_size)]
     pub(crate) payload_size: usize,
-    /// Messages per second across all publishers; 0 sends as fast as the
-    /// broker takes them (at QoS 1/2 bounded by --inflight).
+    /// Messages per second across all publishers, evenly spaced (they take
+    /// turns); 0 sends as fast as the broker takes them (at QoS 1/2
+    /// bounded by --inflight).
     #[arg(long, default_value_t = 0)]
     pub(crate) rate: u64,
     /// QoS 1/2 messages each publisher may have unacknowledged (lowered to
