@@ -1,8 +1,8 @@
 //! A publishing connection: sends stamped messages from the start of the
-//! run to the end of the measured window, paced by its share of `--rate`
-//! (see [`super::metronome`])
-//! and, at QoS 1/2, by its window of unacknowledged messages; then waits
-//! for the remaining acknowledgements until the run stops.
+//! run to the end of the measured window, paced by its turns of `--rate`
+//! (see [`super::metronome`]) and, at QoS 1/2, by its window of
+//! unacknowledged messages; then waits for the remaining acknowledgements
+//! until the run stops.
 //!
 //! Each wake-up sends everything that is due in one batch (one write).
 
@@ -16,7 +16,6 @@ use tokio::sync::watch;
 use tokio::time::{Instant, Interval};
 
 use super::metronome::Pacer;
-
 use super::net::{ping_interval, Client};
 use super::payload::{now_ns, PublishTemplate, Stamp};
 use super::scenario::Phase;
@@ -32,6 +31,7 @@ pub(crate) struct PublisherSpec {
     pub(crate) index: u32,
     pub(crate) template: PublishTemplate,
     pub(crate) qos: QoS,
+    /// Its turns of `--rate`.
     pub(crate) pacer: Pacer,
     /// Unacknowledged QoS 1/2 messages allowed.
     pub(crate) inflight: u16,

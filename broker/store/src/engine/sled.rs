@@ -6,9 +6,23 @@
 //! fsync, as the durability policy says.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::error::StoreError;
 use crate::kv::{Kv, KvRead, Visit, Writes};
+
+/// sled lets go of its directory lock only when its background threads
+/// drop the database, a moment after the last handle: a reopen right after
+/// a close (a node restarted in the same process) waits up to this long
+/// for it. A directory another store holds still fails, after the wait.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+const LOCK_RETRY: Duration = Duration::from_millis(10);
+
+/// The error sled 0.34 gives when another handle holds the directory lock
+/// (`Config::open`: "could not acquire lock on ...").
+fn is_lock_error(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Other && e.to_string().starts_with("could not acquire lock")
+}
 
 /// A sled database in `<data_dir>/sled`.
 pub(crate) struct Sled {
@@ -18,15 +32,21 @@ pub(crate) struct Sled {
 
 impl Sled {
     pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir.join("sled"))
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| StoreError::Open {
-                dir: dir.to_owned(),
-                engine: Self::NAME,
-                source: std::sync::Arc::new(e),
-            })?;
+        let config = sled::Config::new().path(dir.join("sled")).flush_every_ms(None);
+        let deadline = Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e)) if is_lock_error(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(LOCK_RETRY);
+                }
+                opened => break opened,
+            }
+        }
+        .map_err(|e| StoreError::Open {
+            dir: dir.to_owned(),
+            engine: Self::NAME,
+            source: std::sync::Arc::new(e),
+        })?;
         if db.was_recovered() {
             tracing::debug!(dir = %dir.display(), "sled store opened");
         }
