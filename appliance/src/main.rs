@@ -84,13 +84,13 @@ fn main() -> ExitCode {
 }
 
 /// An error and its causes on one line, each said once: most of our error
-/// types print their source in their own message, which anyhow's `{:#}`
+/// types end their own message with their source's, which anyhow's `{:#}`
 /// would then repeat for every level.
 pub(crate) fn error_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        if line.contains(&text) {
+        if line.ends_with(&text) {
             continue;
         }
         if !line.is_empty() {

@@ -153,22 +153,32 @@ mod tests {
         assert_eq!((0..3).map(|i| share(1000, i, 3)).sum::<u64>(), 1000);
     }
 
+    /// Fails instead of hanging when what it waits for never happens.
+    async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), f)
+            .await
+            .unwrap_or_else(|_| panic!("{what}"))
+    }
+
     #[tokio::test]
     async fn publishers_wake_when_due_and_the_clock_stops_with_them() {
         let clock = Metronome::new(2000, 2).unwrap();
         let (a, b) = (clock.pacer(0), clock.pacer(1));
         assert_eq!((a.due(), b.due()), (0, 0));
         let thread = clock.start().unwrap();
-        a.ready().await;
-        b.ready().await;
+        within("a's first message", a.ready()).await;
+        within("b's first message", b.ready()).await;
         let due = a.due();
         assert!(due >= 1);
         a.sent(due);
-        a.ready().await; // the next one comes
+        within("a's next message", a.ready()).await;
         drop((a, b));
-        tokio::task::spawn_blocking(move || thread.join().unwrap())
-            .await
-            .unwrap();
+        within(
+            "the clock stops",
+            tokio::task::spawn_blocking(move || thread.join().unwrap()),
+        )
+        .await
+        .unwrap();
         assert_eq!(Pacer::Unlimited.due(), u64::MAX);
     }
 }

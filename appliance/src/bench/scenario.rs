@@ -31,6 +31,7 @@ pub(crate) const MAX_PENDING_CONNECTS: usize = 100;
 
 /// A publisher's task: its error, if it failed.
 type PublisherTask = JoinHandle<Option<anyhow::Error>>;
+
 /// How often the drain checks whether everything arrived.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// How long stopped tasks get to say goodbye before they are aborted.
