@@ -4,6 +4,7 @@
 mod appliance;
 mod bench;
 mod broker_connect;
+mod broker_hibernate;
 mod broker_hostile;
 mod broker_interop;
 mod broker_limits;

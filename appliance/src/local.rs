@@ -58,6 +58,11 @@ impl Io for FromBalancer {
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         self.0.poll_read_ready(cx)
     }
+
+    /// The balancer's stream is not a bare socket this node could own.
+    fn into_tcp(self: Box<Self>) -> Result<tokio::net::TcpStream, skerry_broker::listener::BoxedStream> {
+        Err(self)
+    }
 }
 
 impl AsyncRead for FromBalancer {

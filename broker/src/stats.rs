@@ -12,6 +12,8 @@ macro_rules! counters {
             $($(#[$doc])* pub $name: AtomicU64,)*
             /// Clients connected now (a gauge).
             pub clients_connected: AtomicU64,
+            /// Of those, clients whose connection hibernates now (a gauge).
+            pub clients_hibernating: AtomicU64,
             /// CONNACKs sent, by reason code.
             pub connack_sent: ReasonCounts,
         }

@@ -31,6 +31,7 @@ fn publish_once(node: &NodeShared, started: Instant) {
         ("version", env!("CARGO_PKG_VERSION").to_owned()),
         ("uptime", format!("{} seconds", started.elapsed().as_secs())),
         ("clients/connected", load(&s.clients_connected)),
+        ("clients/hibernating", load(&s.clients_hibernating)),
         ("clients/total", node.sessions.lock().len().to_string()),
         ("messages/received", load(&s.mqtt_publish_received)),
         ("messages/sent", load(&s.mqtt_publish_sent)),

@@ -207,6 +207,12 @@ pub struct Sessions {
     /// How long a v3 persistent session (clean session = false) is kept
     /// after its client disconnects. `None`: forever.
     pub persistent_client_expiration: Option<Duration>,
+    /// How long a connected client may go without traffic before its
+    /// connection hibernates: it gives up its task and its place in the
+    /// runtime's reactor, and a watcher wakes it when the client or a
+    /// message comes. A client with nothing to do right after CONNACK
+    /// hibernates at once. `None`: never.
+    pub hibernate_after: Option<Duration>,
 }
 
 impl Default for Sessions {
@@ -218,6 +224,7 @@ impl Default for Sessions {
             queue_type: QueueType::Fifo,
             max_session_expiry: Duration::secs(7 * 86_400),
             persistent_client_expiration: None,
+            hibernate_after: Some(Duration::secs(1)),
         }
     }
 }

@@ -114,6 +114,7 @@ pub(crate) struct RawSessions {
     pub(crate) queue_type: Option<QueueType>,
     pub(crate) max_session_expiry: Option<Text>,
     pub(crate) persistent_client_expiration: Option<Text>,
+    pub(crate) hibernate_after: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

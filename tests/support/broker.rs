@@ -67,6 +67,20 @@ impl TestBroker {
             .expect("known counter")
     }
 
+    /// Clients connected now.
+    pub fn clients_connected(&self) -> u64 {
+        self.gauge(|s| &s.clients_connected)
+    }
+
+    /// Connected clients whose connection hibernates now.
+    pub fn hibernating(&self) -> u64 {
+        self.gauge(|s| &s.clients_hibernating)
+    }
+
+    fn gauge(&self, which: impl Fn(&skerry_broker::NodeStats) -> &std::sync::atomic::AtomicU64) -> u64 {
+        which(self.node.as_ref().expect("running").stats()).load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// What the admin API shows of `client_id`'s session.
     pub fn session(&self, client_id: &str) -> Option<skerry_broker::SessionInfo> {
         self.node.as_ref().expect("running").handle().session(client_id)

@@ -106,10 +106,15 @@ impl Collector for BrokerCollector {
             MetricType::Counter,
             &connacks,
         )?;
-        let gauges: [(&str, &str, NodeGauge); 3] = [
+        let gauges: [(&str, &str, NodeGauge); 4] = [
             ("mqtt_clients_connected", "clients connected now", |n| {
                 n.stats().clients_connected.load(std::sync::atomic::Ordering::Relaxed)
             }),
+            (
+                "mqtt_clients_hibernating",
+                "connected clients whose idle connection hibernates now",
+                |n| n.stats().clients_hibernating.load(std::sync::atomic::Ordering::Relaxed),
+            ),
             ("mqtt_sessions", "sessions held (online and offline)", |n| {
                 n.session_count() as u64
             }),

@@ -47,12 +47,16 @@ enum Woken {
     Mail,
     /// Nothing was read within the keep alive.
     KeepAlive,
+    /// Nothing to do for a while: hibernate.
+    Drowsy,
 }
 
 /// Whether the loop goes on after a packet.
 pub(super) enum Flow {
     Continue,
     Stop(Ending),
+    /// Hibernate until something happens.
+    Sleep,
 }
 
 /// A connected client. It lives boxed (see `run`): the task's future then
@@ -64,6 +68,11 @@ pub(crate) struct Conn {
     pub(super) session: Arc<Session>,
     pub(super) state: SessionState,
     mailbox: Arc<Mailbox>,
+    /// When the connection last had something to do (a packet, deliveries);
+    /// `None`: nothing since it started serving.
+    active_at: Option<Instant>,
+    /// The stream is more than a bare socket: it cannot hibernate.
+    pub(super) insomniac: bool,
     /// Deliveries waiting for room in the inflight window.
     pub(super) pending: VecDeque<Delivery>,
     /// Boxed: most clients have none, and every byte here is per connection.
@@ -93,6 +102,8 @@ impl Conn {
             session: a.session,
             state: a.state,
             mailbox: a.mailbox,
+            active_at: None,
+            insomniac: false,
             pending: a.queue,
             will: will.map(Box::new),
             aliases: None,
@@ -104,16 +115,47 @@ impl Conn {
         }
     }
 
-    /// Runs the connection to its end and detaches the session. What runs
-    /// once (resume, finish) and what runs per packet (`on_read`) is boxed
-    /// while it runs, and no result is held across a wait, so an idle
-    /// connection's future holds only the wait (every byte of it is paid
-    /// per idle connection).
-    pub(super) async fn run(mut self: Box<Self>) -> Result<(), ConnError> {
+    /// Runs the connection to its end and detaches the session, or until
+    /// it hibernates (`None`: its task ends, and a new one serves it on
+    /// when it wakes). What runs once (resume, finish) and what runs per
+    /// packet (`on_read`) is boxed while it runs, and no result is held
+    /// across a wait, so a waiting connection's future holds only the wait.
+    pub(super) async fn run(mut self: Box<Self>) -> Option<Result<(), ConnError>> {
         NodeStats::inc(&self.node.stats.clients_connected);
-        let (ending, result) = self.serve().await;
+        if let Err(e) = Box::pin(self.resume()).await {
+            return Some(self.end(Ending::Abnormal, Err(e)).await);
+        }
+        self.serve_on().await
+    }
+
+    /// Serves until the connection ends (then detaches the session) or
+    /// hibernates (`None`).
+    pub(super) async fn serve_on(mut self: Box<Self>) -> Option<Result<(), ConnError>> {
+        loop {
+            let Some((ending, result)) = self.serve().await else {
+                match self.hibernate() {
+                    Ok(()) => return None,
+                    Err(awake) => self = awake,
+                }
+                continue;
+            };
+            return Some(self.end(ending, result).await);
+        }
+    }
+
+    async fn end(self: Box<Self>, ending: Ending, result: Result<(), ConnError>) -> Result<(), ConnError> {
         NodeStats::dec(&self.node.stats.clients_connected);
         Box::pin(self.finish(ending, result)).await
+    }
+
+    /// Marks the connection active now.
+    pub(super) fn woke(&mut self) {
+        self.active_at = Some(Instant::now());
+    }
+
+    /// The connection's mailbox.
+    pub(super) fn mailbox(&self) -> &Mailbox {
+        &self.mailbox
     }
 
     /// Parks the session, handles the will, closes the socket.
@@ -163,18 +205,17 @@ impl Conn {
         self.flush().await
     }
 
-    /// Resumes, then turns until the connection ends.
-    async fn serve(&mut self) -> (Ending, Result<(), ConnError>) {
-        if let Err(e) = Box::pin(self.resume()).await {
-            return (Ending::Abnormal, Err(e));
-        }
+    /// Turns until the connection ends, or `None` when it is time to
+    /// hibernate.
+    async fn serve(&mut self) -> Option<(Ending, Result<(), ConnError>)> {
         loop {
             let stop = match self.turn().await {
                 Ok(Flow::Continue) => None,
+                Ok(Flow::Sleep) => return None,
                 Ok(Flow::Stop(ending)) => Some((ending, None)),
                 Err(e) => {
                     let ConnError::Decode(d) = &e else {
-                        return (Ending::Abnormal, Err(e));
+                        return Some((Ending::Abnormal, Err(e)));
                     };
                     NodeStats::inc(&self.node.stats.mqtt_invalid_packet);
                     self.send_disconnect(d.reason_code());
@@ -191,10 +232,10 @@ impl Conn {
             let flushed = self.flush().await;
             match (stop, flushed) {
                 (None, Ok(())) => {}
-                (None, Err(e)) => return (Ending::Abnormal, Err(e)),
-                (Some((ending, None)), flushed) => return (ending, flushed),
+                (None, Err(e)) => return Some((Ending::Abnormal, Err(e))),
+                (Some((ending, None)), flushed) => return Some((ending, flushed)),
                 // The DISCONNECT for a malformed packet goes out if it can.
-                (Some((ending, Some(e))), _) => return (ending, Err(e)),
+                (Some((ending, Some(e))), _) => return Some((ending, Err(e))),
             }
         }
     }
@@ -214,6 +255,7 @@ impl Conn {
             Woken::Read(Ok(true)) => {}
             woken => return self.on_woken(woken),
         }
+        self.woke();
         Box::pin(self.on_read()).await
     }
 
@@ -230,7 +272,9 @@ impl Conn {
                 Ok(Flow::Stop(Ending::Abnormal))
             }
             Woken::Read(Err(e)) => Err(e),
+            Woken::Drowsy => Ok(Flow::Sleep),
             Woken::Deliveries => {
+                self.woke();
                 self.mailbox.take_deliveries(&mut self.pending, DELIVERY_BATCH);
                 self.fill_window()?;
                 Ok(Flow::Continue)
@@ -246,7 +290,8 @@ impl Conn {
     /// The first of: the node shutting down (it wakes every mailbox), bytes
     /// from the client (first, so a flood of deliveries cannot starve its
     /// acknowledgements and pings), deliveries to take, the mailbox, the
-    /// keep-alive deadline (its alarm wakes the mailbox).
+    /// keep-alive deadline (its alarm wakes the mailbox), and when none of
+    /// them is there, the time to hibernate.
     fn poll_woken(&mut self, cx: &mut Context<'_>, take_mail: bool) -> Poll<Woken> {
         if self.node.shutdown.is_cancelled() {
             return Poll::Ready(Woken::Shutdown);
@@ -260,25 +305,61 @@ impl Conn {
         if self.mailbox.poll_arrived(cx).is_ready() {
             return Poll::Ready(Woken::Mail);
         }
-        self.poll_keep_alive().map(|()| Woken::KeepAlive)
+        let now = Instant::now();
+        if self.poll_keep_alive(now).is_ready() {
+            return Poll::Ready(Woken::KeepAlive);
+        }
+        if self.drowsy(now) {
+            return Poll::Ready(Woken::Drowsy);
+        }
+        Poll::Pending
     }
 
     /// Ready when nothing was read for 1.5 times the keep alive. Otherwise
-    /// makes sure an alarm will wake the connection at the deadline: the
-    /// alarm is set once per deadline, not at every packet.
-    fn poll_keep_alive(&mut self) -> Poll<()> {
+    /// makes sure an alarm will wake the connection at the deadline.
+    fn poll_keep_alive(&mut self, now: Instant) -> Poll<()> {
         let Some(keep_alive) = self.p.keep_alive else {
             return Poll::Pending;
         };
         let deadline = self.last_read + keep_alive.mul_f32(1.5);
-        let now = Instant::now();
         if now >= deadline {
             return Poll::Ready(());
         }
-        if self.alarm.is_none_or(|rings| rings <= now) {
-            self.alarm = Some(self.node.alarms.set(deadline, self.session.key));
-        }
+        self.arm(deadline, now);
         Poll::Pending
+    }
+
+    /// Whether to hibernate rather than wait: nothing to do since the
+    /// connection started serving (a client that connects and stays quiet
+    /// costs no task from the start), or for `hibernate_after`; never with
+    /// bytes buffered either way. Otherwise makes sure an alarm wakes the
+    /// connection when that time is up.
+    fn drowsy(&mut self, now: Instant) -> bool {
+        let Some(after) = self.node.limits().hibernate_after else {
+            return false;
+        };
+        if self.insomniac || !self.io.is_idle() {
+            return false;
+        }
+        let Some(due) = self.active_at.map(|at| at + after) else {
+            return true;
+        };
+        if now >= due {
+            return true;
+        }
+        self.arm(due, now);
+        false
+    }
+
+    /// Makes sure the node's clock wakes the connection at `at` (or within
+    /// a tick after): an alarm is set once per deadline, not at every
+    /// packet, and only when none set earlier is still to ring by then.
+    fn arm(&mut self, at: Instant, now: Instant) {
+        let rings = self.node.alarms.rings_at(at);
+        if self.alarm.is_some_and(|set| set > now && set <= rings) {
+            return;
+        }
+        self.alarm = Some(self.node.alarms.set(at, self.session.key));
     }
 
     fn on_control(&mut self, cmd: Control) -> Flow {

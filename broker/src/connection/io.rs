@@ -9,10 +9,11 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BytesMut};
 use skerry_codec::{encode, encoded_len, DecodeError, Decoder, EncodeError, Packet, ProtocolVersion};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::listener::BoxedStream;
+use crate::listener::{BoxedStream, Io};
 
 /// Why a connection ended abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -190,5 +191,66 @@ impl Framed {
     pub(crate) async fn close(&mut self) {
         let _ = self.flush().await;
         let _ = self.stream.shutdown().await;
+    }
+
+    /// Nothing buffered either way.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.rbuf.is_empty() && self.wbuf.is_empty()
+    }
+
+    /// Takes the bare TCP socket out to hibernate on, leaving the framing
+    /// state; `Err` when the stream is more than a socket (it stays).
+    pub(crate) fn take_tcp(&mut self) -> Result<TcpStream, ()> {
+        match std::mem::replace(&mut self.stream, Box::new(Detached)).into_tcp() {
+            Ok(tcp) => Ok(tcp),
+            Err(stream) => {
+                self.stream = stream;
+                Err(())
+            }
+        }
+    }
+
+    /// Puts a socket back after [`Framed::take_tcp`]; `Err`: it could not be
+    /// registered with the runtime again, and the connection has no stream.
+    pub(crate) fn restore_tcp(&mut self, socket: std::net::TcpStream) -> std::io::Result<()> {
+        self.stream = Box::new(TcpStream::from_std(socket)?);
+        Ok(())
+    }
+}
+
+/// Where the stream was while it is out (hibernating) or lost: every
+/// operation fails.
+struct Detached;
+
+fn detached() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "the socket was lost while hibernating",
+    )
+}
+
+impl AsyncRead for Detached {
+    fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, _: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Err(detached()))
+    }
+}
+
+impl AsyncWrite for Detached {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, _: &[u8]) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(Err(detached()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Err(detached()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Io for Detached {
+    fn into_tcp(self: Box<Self>) -> Result<TcpStream, BoxedStream> {
+        Err(self)
     }
 }

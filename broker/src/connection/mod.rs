@@ -4,6 +4,7 @@
 //! the node or a protocol error ends it.
 
 mod conn;
+mod hibernate;
 mod inbound;
 mod io;
 mod outbound;
@@ -17,6 +18,7 @@ use skerry_codec::{ConnAck, Connect, Packet, ProtocolVersion, ReasonCode};
 use tokio::time::timeout_at;
 use tracing::{debug, debug_span, Instrument};
 
+pub(crate) use hibernate::{Dormitory, Watching};
 pub(crate) use io::ConnError;
 use io::Framed;
 
@@ -48,7 +50,9 @@ pub(crate) fn serve(node: Arc<NodeShared>, accepted: Accepted) -> impl Future<Ou
         let Some(conn) = handshake.await else {
             return;
         };
-        closed(conn.run().await);
+        if let Some(ended) = conn.run().await {
+            closed(ended);
+        }
     }
     .instrument(span)
 }

@@ -19,28 +19,52 @@ pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {
     fn poll_read_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }
+
+    /// The plain TCP socket underneath, when that is all there is (no TLS,
+    /// no WebSocket, no bytes left to replay): an idle connection can then
+    /// hibernate on the bare socket. Any other stream comes back as it was.
+    fn into_tcp(self: Box<Self>) -> Result<TcpStream, BoxedStream>;
 }
 
 impl Io for TcpStream {
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         TcpStream::poll_read_ready(self, cx)
     }
+
+    fn into_tcp(self: Box<Self>) -> Result<TcpStream, BoxedStream> {
+        Ok(*self)
+    }
 }
 
-impl<S: Io> Io for Prefixed<S> {
+impl<S: Io + 'static> Io for Prefixed<S> {
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.prefix.has_remaining() {
             return Poll::Ready(Ok(()));
         }
         self.inner.poll_read_ready(cx)
     }
+
+    fn into_tcp(self: Box<Self>) -> Result<TcpStream, BoxedStream> {
+        if self.prefix.has_remaining() {
+            return Err(self);
+        }
+        Box::new(self.inner).into_tcp()
+    }
 }
 
-impl<S: AsyncRead + AsyncWrite + Send + Unpin> Io for tokio_rustls::server::TlsStream<S> {}
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for tokio_rustls::server::TlsStream<S> {
+    fn into_tcp(self: Box<Self>) -> Result<TcpStream, BoxedStream> {
+        Err(self)
+    }
+}
 
 impl Io for BoxedStream {
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         (**self).poll_read_ready(cx)
+    }
+
+    fn into_tcp(self: Box<Self>) -> Result<TcpStream, BoxedStream> {
+        (*self).into_tcp()
     }
 }
 

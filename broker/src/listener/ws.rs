@@ -95,7 +95,11 @@ pub(super) struct WsStream<S> {
     pending: Bytes,
 }
 
-impl<S: AsyncRead + AsyncWrite + Send + Unpin> super::Io for WsStream<S> {}
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> super::Io for WsStream<S> {
+    fn into_tcp(self: Box<Self>) -> Result<tokio::net::TcpStream, super::BoxedStream> {
+        Err(self)
+    }
+}
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {

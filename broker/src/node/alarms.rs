@@ -37,6 +37,15 @@ impl Alarms {
     pub(crate) fn set(&self, at: Instant, key: SessionKey) -> Instant {
         let tick = self.tick_of(at) + 1;
         self.due.lock().entry(tick).or_default().push(key);
+        self.instant_of(tick)
+    }
+
+    /// When an alarm set for `at` would ring.
+    pub(crate) fn rings_at(&self, at: Instant) -> Instant {
+        self.instant_of(self.tick_of(at) + 1)
+    }
+
+    fn instant_of(&self, tick: u64) -> Instant {
         self.start + TICK * u32::try_from(tick).unwrap_or(u32::MAX)
     }
 

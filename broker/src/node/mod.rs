@@ -32,6 +32,7 @@ pub(crate) use routing::CONGESTION_WAIT;
 pub(crate) use sessions::{Attached, Ending, Leaving};
 
 use crate::auth::{Acl, Authenticator, Users, UsersError};
+use crate::connection::{Dormitory, Watching};
 use crate::listener::{Inlet, ListenerError, MqttListener, ServerTls};
 use crate::message::Message;
 use crate::router::{RetainedStore, Router, SharedPolicy};
@@ -70,6 +71,14 @@ pub enum NodeError {
         /// What went wrong (it names the file).
         source: Box<crate::listener::TlsError>,
     },
+    /// The epoll set idle connections hibernate in could not be made.
+    #[error("node {node}: cannot make the hibernation epoll set: {source}")]
+    Hibernation {
+        /// The node's name.
+        node: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
     /// The users file could not be loaded.
     #[error("node {node}: {source}")]
     Users {
@@ -92,6 +101,7 @@ pub(crate) struct Limits {
     pub(crate) max_online: usize,
     pub(crate) queue: QueueLimits,
     pub(crate) max_message_rate: Option<Quota>,
+    pub(crate) hibernate_after: Option<Duration>,
 }
 
 impl Limits {
@@ -111,6 +121,7 @@ impl Limits {
                 queue_type: s.queue_type,
             },
             max_message_rate: b.max_message_rate.and_then(quota),
+            hibernate_after: s.hibernate_after.map(|d| d.get()),
         }
     }
 }
@@ -146,8 +157,11 @@ pub(crate) struct NodeShared {
     pub(crate) shutdown: CancellationToken,
     /// Persistent sessions, offline queues, retained messages.
     pub(crate) store: Arc<dyn Store>,
-    /// The connection tasks, so shutdown can wait for them to park their sessions.
+    /// The connection tasks, so shutdown can wait for them to park their
+    /// sessions (hibernating connections count as tasks).
     conns: TaskTracker,
+    /// Where idle connections hibernate.
+    pub(crate) dorm: Arc<Dormitory>,
     /// Keep-alive alarms of the connections.
     pub(crate) alarms: alarms::Alarms,
     /// The TLS configuration of each `tls`/`wss` listener, by listener name.
@@ -214,6 +228,8 @@ pub struct Node {
     inlets: Vec<Inlet>,
     /// The node's long-running parts; each returns its name when it ends.
     tasks: JoinSet<String>,
+    /// The watch over hibernating connections (stopped when dropped).
+    watching: Watching,
 }
 
 impl Node {
@@ -229,6 +245,11 @@ impl Node {
             listeners.push(l);
         }
         let (store, snapshot) = open_store(node, broker)?;
+        let conns = TaskTracker::new();
+        let (dorm, watching) = Dormitory::start(conns.clone()).map_err(|source| NodeError::Hibernation {
+            node: node.name.clone(),
+            source,
+        })?;
         let policy = match broker.shared_subscription_policy {
             skerry_config::SharedPolicy::PreferLocal => SharedPolicy::PreferLocal,
             skerry_config::SharedPolicy::LocalOnly => SharedPolicy::LocalOnly,
@@ -247,7 +268,8 @@ impl Node {
             shutdown: CancellationToken::new(),
             next_client: AtomicU64::new(1),
             store,
-            conns: TaskTracker::new(),
+            conns,
+            dorm,
             alarms: alarms::Alarms::new(),
             listener_tls: listeners
                 .iter()
@@ -287,6 +309,7 @@ impl Node {
             addrs,
             inlets,
             tasks,
+            watching,
         })
     }
 
@@ -315,7 +338,11 @@ impl Node {
     /// ends although the node was not shut down: the node is then no longer
     /// whole, and the caller should stop it. Says which part and why.
     pub async fn failed(&mut self) -> String {
-        match self.tasks.join_next().await {
+        let part = tokio::select! {
+            part = self.tasks.join_next() => part,
+            e = self.watching.failed() => return format!("the watch over hibernating connections failed: {e}"),
+        };
+        match part {
             Some(Ok(part)) => format!("{part} stopped"),
             Some(Err(e)) => format!("a part panicked: {e}"),
             None => std::future::pending().await,

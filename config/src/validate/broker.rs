@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use super::tls::tls;
 use super::{claim_port, Ctx};
 use crate::model::{AclRule, Broker, Listener, Node, ProxyProtocol, Sessions, Store, Transport};
-use crate::raw::{RawAclRule, RawBroker, RawListener, RawNode, RawProxy, RawSessions, RawStore};
+use crate::raw::{RawAclRule, RawBroker, RawListener, RawNode, RawProxy, RawSessions, RawStore, Text};
 use crate::span::join;
 use crate::units::{ByteSize, Duration, Rate};
 
@@ -129,11 +129,21 @@ fn sessions(cx: &mut Ctx<'_>, raw: RawSessions) -> Sessions {
         raw.max_session_expiry,
         d.max_session_expiry,
     );
-    let persistent_client_expiration = match raw.persistent_client_expiration {
+    let mut or_never = |key: &str, raw: Option<Text>, default: Option<Duration>| match raw {
         Some(t) if t.0 == "never" => None,
-        Some(t) => cx.unit::<Duration>("broker.sessions.persistent_client_expiration", &t),
-        None => d.persistent_client_expiration,
+        Some(t) => cx.unit::<Duration>(key, &t),
+        None => default,
     };
+    let persistent_client_expiration = or_never(
+        "broker.sessions.persistent_client_expiration",
+        raw.persistent_client_expiration,
+        d.persistent_client_expiration,
+    );
+    let hibernate_after = or_never(
+        "broker.sessions.hibernate_after",
+        raw.hibernate_after,
+        d.hibernate_after,
+    );
     Sessions {
         max_offline_messages: raw.max_offline_messages.unwrap_or(d.max_offline_messages),
         max_online_messages: raw.max_online_messages.unwrap_or(d.max_online_messages),
@@ -141,6 +151,7 @@ fn sessions(cx: &mut Ctx<'_>, raw: RawSessions) -> Sessions {
         queue_type: raw.queue_type.unwrap_or(d.queue_type),
         max_session_expiry,
         persistent_client_expiration,
+        hibernate_after,
     }
 }
 

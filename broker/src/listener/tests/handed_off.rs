@@ -13,7 +13,11 @@ use super::{config, start};
 use crate::listener::Io;
 
 /// One end of an in-memory pipe stands in for the client's stream.
-impl Io for DuplexStream {}
+impl Io for DuplexStream {
+    fn into_tcp(self: Box<Self>) -> Result<tokio::net::TcpStream, crate::listener::BoxedStream> {
+        Err(self)
+    }
+}
 
 #[tokio::test]
 async fn a_handed_over_client_keeps_its_proxy_identity_and_its_bytes() {
