@@ -104,12 +104,13 @@ pub(crate) struct Inner {
     pub(crate) queue: VecDeque<Delivery>,
     /// Session expiry interval in seconds ([`NEVER_EXPIRES`] = never).
     pub(crate) expiry: u32,
-    /// Bumped at every attach; timers started for an older generation are void.
-    pub(crate) generation: u64,
+    /// Bumped at every attach (wrapping); timers started for an older
+    /// generation are void.
+    pub(crate) generation: u32,
     /// A will waiting for its delay.
     pub(crate) pending_will: Option<Box<PendingWill>>,
     /// Username of the last connection, for admin and ACLs.
-    pub(crate) username: Option<String>,
+    pub(crate) username: Option<Box<str>>,
     /// When the last connection ended (`None` while online).
     pub(crate) disconnected_at: Option<SystemTime>,
 }

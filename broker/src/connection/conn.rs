@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use skerry_codec::{ByteStr, Disconnect, LastWill, Packet, ProtocolVersion, ReasonCode};
 use tokio::time::Instant;
@@ -17,7 +18,7 @@ use super::io::{ConnError, Framed};
 use super::Params;
 use crate::mailbox::Mailbox;
 use crate::message::Delivery;
-use crate::node::{Attached, Ending, Leaving, NodeShared};
+use crate::node::{Alarms, Attached, Ending, Leaving, NodeShared};
 use crate::session::{Control, Session, SessionState};
 use crate::stats::NodeStats;
 
@@ -68,9 +69,9 @@ pub(crate) struct Conn {
     pub(super) session: Arc<Session>,
     pub(super) state: SessionState,
     mailbox: Arc<Mailbox>,
-    /// When the connection last had something to do (a packet, deliveries);
-    /// `None`: nothing since it started serving.
-    active_at: Option<Instant>,
+    /// The node clock's tick in which the connection last had something to
+    /// do (a packet, deliveries); 0: nothing since it started serving.
+    active: u32,
     /// The stream is more than a bare socket: it cannot hibernate.
     pub(super) insomniac: bool,
     /// Deliveries waiting for room in the inflight window.
@@ -84,12 +85,16 @@ pub(crate) struct Conn {
     /// This turn routed a QoS 1/2 message: the subscribers it woke write
     /// it out before this connection writes the acknowledgement.
     pub(super) routed: bool,
-    /// When the keep-alive alarm set last rings (the node's clock wakes
-    /// the mailbox then).
-    alarm: Option<Instant>,
+    /// The node clock's tick at whose end the alarm set last rings (the
+    /// clock then wakes the mailbox); 0: none set.
+    alarm: u32,
     /// Store commits the acknowledgements in the write buffer wait for
     /// (`sync` durability): the buffer is flushed only once they resolve.
-    pub(super) commits: Vec<skerry_store::Commit>,
+    #[expect(
+        clippy::box_collection,
+        reason = "8 bytes in every connection instead of 24; rarely used"
+    )]
+    pub(super) commits: Option<Box<Vec<skerry_store::Commit>>>,
 }
 
 impl Conn {
@@ -102,7 +107,7 @@ impl Conn {
             session: a.session,
             state: a.state,
             mailbox: a.mailbox,
-            active_at: None,
+            active: 0,
             insomniac: false,
             pending: a.queue,
             will: will.map(Box::new),
@@ -110,8 +115,8 @@ impl Conn {
             limiter,
             last_read: Instant::now(),
             routed: false,
-            alarm: None,
-            commits: Vec::new(),
+            alarm: 0,
+            commits: None,
         }
     }
 
@@ -150,7 +155,7 @@ impl Conn {
 
     /// Marks the connection active now.
     pub(super) fn woke(&mut self) {
-        self.active_at = Some(Instant::now());
+        self.active = self.node.alarms.tick(Instant::now());
     }
 
     /// The connection's mailbox.
@@ -168,7 +173,6 @@ impl Conn {
             mailbox,
             pending,
             will,
-            p,
             ..
         } = *self;
         node.detach(
@@ -180,7 +184,6 @@ impl Conn {
                 ending: &ending,
                 will,
             },
-            &p,
         );
         if let Ending::TakenOver(done) = &ending {
             done.notify_one();
@@ -306,10 +309,11 @@ impl Conn {
             return Poll::Ready(Woken::Mail);
         }
         let now = Instant::now();
-        if self.poll_keep_alive(now).is_ready() {
+        let tick = self.node.alarms.tick(now);
+        if self.poll_keep_alive(now, tick).is_ready() {
             return Poll::Ready(Woken::KeepAlive);
         }
-        if self.drowsy(now) {
+        if self.drowsy(tick) {
             return Poll::Ready(Woken::Drowsy);
         }
         Poll::Pending
@@ -317,49 +321,53 @@ impl Conn {
 
     /// Ready when nothing was read for 1.5 times the keep alive. Otherwise
     /// makes sure an alarm will wake the connection at the deadline.
-    fn poll_keep_alive(&mut self, now: Instant) -> Poll<()> {
-        let Some(keep_alive) = self.p.keep_alive else {
+    fn poll_keep_alive(&mut self, now: Instant, tick: u32) -> Poll<()> {
+        if self.p.keep_alive == 0 {
             return Poll::Pending;
-        };
-        let deadline = self.last_read + keep_alive.mul_f32(1.5);
+        }
+        let deadline = self.last_read + Duration::from_millis(u64::from(self.p.keep_alive) * 1500);
         if now >= deadline {
             return Poll::Ready(());
         }
-        self.arm(deadline, now);
+        self.arm(self.node.alarms.tick(deadline), tick);
         Poll::Pending
     }
 
     /// Whether to hibernate rather than wait: nothing to do since the
     /// connection started serving (a client that connects and stays quiet
-    /// costs no task from the start), or for `hibernate_after`; never with
+    /// costs no task from the start), or for `hibernate_after` (counted in
+    /// whole ticks of the node's clock, so up to a tick more); never with
     /// bytes buffered either way. Otherwise makes sure an alarm wakes the
     /// connection when that time is up.
-    fn drowsy(&mut self, now: Instant) -> bool {
+    fn drowsy(&mut self, tick: u32) -> bool {
         let Some(after) = self.node.limits().hibernate_after else {
             return false;
         };
         if self.insomniac || !self.io.is_idle() {
             return false;
         }
-        let Some(due) = self.active_at.map(|at| at + after) else {
-            return true;
-        };
-        if now >= due {
+        if self.active == 0 {
             return true;
         }
-        self.arm(due, now);
+        // Awake from the end of tick `active` for `after`: asleep from the
+        // tick after the last one that covers it.
+        let last = self.active.saturating_add(Alarms::ticks_in(after));
+        if tick > last {
+            return true;
+        }
+        self.arm(last, tick);
         false
     }
 
-    /// Makes sure the node's clock wakes the connection at `at` (or within
-    /// a tick after): an alarm is set once per deadline, not at every
-    /// packet, and only when none set earlier is still to ring by then.
-    fn arm(&mut self, at: Instant, now: Instant) {
-        let rings = self.node.alarms.rings_at(at);
-        if self.alarm.is_some_and(|set| set > now && set <= rings) {
+    /// Makes sure the node's clock wakes the connection at the end of tick
+    /// `at`: an alarm is set once per deadline, not at every packet, and
+    /// only when none set earlier is still to ring by then.
+    fn arm(&mut self, at: u32, tick: u32) {
+        if self.alarm >= tick && self.alarm <= at {
             return;
         }
-        self.alarm = Some(self.node.alarms.set(at, self.session.key));
+        self.node.alarms.set(at, self.session.key);
+        self.alarm = at;
     }
 
     fn on_control(&mut self, cmd: Control) -> Flow {
@@ -421,13 +429,13 @@ impl Conn {
     /// done: one wait covers every PUBLISH read this turn (they share a
     /// group commit).
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnError>> {
-        while let Some(commit) = self.commits.last_mut() {
-            let committed = ready!(Pin::new(commit).poll(cx));
-            self.commits.pop();
-            committed?;
-        }
-        if self.commits.capacity() > 0 {
-            self.commits = Vec::new();
+        if let Some(commits) = &mut self.commits {
+            while let Some(commit) = commits.last_mut() {
+                let committed = ready!(Pin::new(commit).poll(cx));
+                commits.pop();
+                committed?;
+            }
+            self.commits = None;
         }
         let n = ready!(self.io.poll_flush(cx))?;
         NodeStats::add(&self.node.stats.bytes_sent, n as u64);

@@ -13,7 +13,7 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
 
 use mio::unix::SourceFd;
@@ -22,7 +22,6 @@ use parking_lot::Mutex;
 use slab::Slab;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
-use tokio_util::task::task_tracker::TaskTrackerToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, Instrument, Span};
 
@@ -97,7 +96,6 @@ impl Dormitory {
             let mut sleepers = self.sleepers.lock();
             let entry = sleepers.vacant_entry();
             let sleeper = Arc::new(Sleeper {
-                dorm: Arc::downgrade(self),
                 key: entry.key(),
                 state: Mutex::new(State::Settling { woken: false }),
             });
@@ -131,8 +129,7 @@ impl Dormitory {
         *state = State::Asleep(Asleep {
             conn,
             socket,
-            span: Span::current(),
-            _tracked: self.conns.token(),
+            span: Some(Span::current()).filter(|span| !span.is_disabled()).map(Box::new),
         });
         Ok(())
     }
@@ -207,7 +204,6 @@ impl Watch {
 
 /// A hibernating connection; its waker.
 pub(crate) struct Sleeper {
-    dorm: Weak<Dormitory>,
     key: usize,
     state: Mutex<State>,
 }
@@ -222,12 +218,14 @@ enum State {
     Awake,
 }
 
+/// Not counted among the node's connection tasks while asleep: a node
+/// shutting down wakes every mailbox before it waits for its connections,
+/// and a connection woken gets its counted task at once.
 struct Asleep {
     conn: Box<Conn>,
     socket: std::net::TcpStream,
-    span: Span,
-    /// Counts the connection among the node's until it has a task again.
-    _tracked: TaskTrackerToken,
+    /// The connection's log span, when logging at its level is on.
+    span: Option<Box<Span>>,
 }
 
 impl Sleeper {
@@ -244,14 +242,11 @@ impl Sleeper {
                 State::Awake => return,
             }
         };
-        // Without its node the connection has nowhere to go: dropping it
-        // closes the socket.
-        let Some(dorm) = self.dorm.upgrade() else {
-            return;
-        };
-        dorm.evict(self, &asleep.socket);
         let Asleep { conn, socket, span, .. } = asleep;
+        let dorm = Arc::clone(&conn.node.dorm);
+        dorm.evict(self, &socket);
         NodeStats::dec(&conn.node.stats.clients_hibernating);
+        let span = span.map_or_else(Span::none, |span| *span);
         let task = dorm.conns.track_future(conn.wake(socket).instrument(span));
         dorm.runtime.spawn(task);
     }

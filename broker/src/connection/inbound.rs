@@ -73,7 +73,7 @@ impl Conn {
         let allowed = self
             .node
             .acl()
-            .can_publish(&self.p.client_id, self.p.username.as_deref(), &p.topic);
+            .can_publish(&self.session.client_id, self.p.username.as_deref(), &p.topic);
         let reason = if allowed {
             let msg = Message::new(
                 p.topic,
@@ -88,7 +88,7 @@ impl Conn {
             self.routed |= p.qos != QoS::AtMostOnce && published.delivered > 0;
             // The acknowledgement queued below leaves only once this is durable.
             if let Some(commit) = published.commit.filter(|_| p.qos != QoS::AtMostOnce) {
-                self.commits.push(commit);
+                self.commits.get_or_insert_with(Box::default).push(commit);
             }
             // Backpressure: a subscriber that cannot keep up slows its
             // publishers down (they are not acknowledged, and not read from)
@@ -205,7 +205,7 @@ impl Conn {
         let mut retained = Vec::new();
         for (filter, options) in s.filters {
             let acl = self.node.acl();
-            if !acl.can_subscribe(&self.p.client_id, self.p.username.as_deref(), &filter) {
+            if !acl.can_subscribe(&self.session.client_id, self.p.username.as_deref(), &filter) {
                 debug!(%filter, "subscribe denied by ACL");
                 NodeStats::inc(&self.node.stats.mqtt_subscribe_auth_error);
                 codes.push(ReasonCode::NotAuthorized);

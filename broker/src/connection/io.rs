@@ -62,8 +62,8 @@ const READ_CHUNK: usize = 4096;
 /// A connection's byte stream with its framing state.
 pub(crate) struct Framed {
     stream: BoxedStream,
-    rbuf: BytesMut,
-    wbuf: BytesMut,
+    /// Made on first use, given back when the connection hibernates.
+    bufs: Option<Box<Buffers>>,
     decoder: Decoder,
     /// The buffered bytes were found to be an incomplete packet.
     partial: bool,
@@ -74,14 +74,20 @@ pub(crate) struct Framed {
     _permit: OwnedSemaphorePermit,
 }
 
+/// A connection's read and write buffers.
+#[derive(Default)]
+struct Buffers {
+    read: BytesMut,
+    write: BytesMut,
+}
+
 impl Framed {
     /// Wraps a stream; packets larger than `max_packet_size` are refused
     /// from their fixed header.
     pub(crate) fn new(stream: BoxedStream, max_packet_size: u32, permit: OwnedSemaphorePermit) -> Self {
         Self {
             stream,
-            rbuf: BytesMut::new(),
-            wbuf: BytesMut::new(),
+            bufs: None,
             decoder: Decoder::new(max_packet_size),
             partial: false,
             written: 0,
@@ -108,11 +114,11 @@ impl Framed {
     /// that its idle state holds no future and no decoded packet.
     pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, ConnError>> {
         loop {
-            if !self.rbuf.is_empty() && !self.partial {
+            if self.read_len() > 0 && !self.partial {
                 return Poll::Ready(Ok(true));
             }
             if ready!(self.poll_read_some(cx))? == 0 {
-                return Poll::Ready(if self.rbuf.is_empty() {
+                return Poll::Ready(if self.read_len() == 0 {
                     Ok(false)
                 } else {
                     Err(ConnError::Truncated)
@@ -128,34 +134,48 @@ impl Framed {
     /// idle connection, whose read would block, holds none. A stream that
     /// can tell waits for readiness first, without a buffer at all.
     fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        let idle = self.rbuf.is_empty();
+        let idle = self.read_len() == 0;
         if idle {
-            self.rbuf = BytesMut::new();
+            if let Some(bufs) = &mut self.bufs {
+                bufs.read = BytesMut::new();
+            }
             ready!(self.stream.poll_read_ready(cx))?;
         }
-        if self.rbuf.len() == self.rbuf.capacity() {
-            self.rbuf.reserve(READ_CHUNK);
+        let Self { stream, bufs, .. } = self;
+        let rbuf = &mut bufs.get_or_insert_with(Box::default).read;
+        if rbuf.len() == rbuf.capacity() {
+            rbuf.reserve(READ_CHUNK);
         }
-        let read = tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf);
+        let read = tokio_util::io::poll_read_buf(Pin::new(stream), cx, rbuf);
         if read.is_pending() && idle {
-            self.rbuf = BytesMut::new();
+            *rbuf = BytesMut::new();
         }
         read
     }
 
+    /// Bytes in the read buffer.
+    fn read_len(&self) -> usize {
+        self.bufs.as_ref().map_or(0, |bufs| bufs.read.len())
+    }
+
     /// The next packet if one is already buffered, without reading.
     pub(crate) fn try_decode(&mut self) -> Result<Option<(Packet, usize)>, ConnError> {
-        let before = self.rbuf.len();
-        let packet = self.decoder.decode(&mut self.rbuf)?;
+        let Some(bufs) = &mut self.bufs else {
+            self.partial = true;
+            return Ok(None);
+        };
+        let before = bufs.read.len();
+        let packet = self.decoder.decode(&mut bufs.read)?;
         self.partial = packet.is_none();
-        Ok(packet.map(|p| (p, before - self.rbuf.len())))
+        Ok(packet.map(|p| (p, before - bufs.read.len())))
     }
 
     /// Encodes `packet` into the write buffer; returns its size.
     pub(crate) fn queue(&mut self, packet: &Packet, version: ProtocolVersion) -> Result<usize, ConnError> {
-        let before = self.wbuf.len();
-        encode(packet, version, &mut self.wbuf)?;
-        Ok(self.wbuf.len() - before)
+        let wbuf = &mut self.bufs.get_or_insert_with(Box::default).write;
+        let before = wbuf.len();
+        encode(packet, version, wbuf)?;
+        Ok(wbuf.len() - before)
     }
 
     /// Size `packet` would have on the wire.
@@ -167,19 +187,24 @@ impl Framed {
     /// written since it was last ready. The write buffer is given back
     /// once it is out.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, ConnError>> {
-        while !self.wbuf.is_empty() {
-            let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &self.wbuf))?;
-            if n == 0 {
-                return Poll::Ready(Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()));
+        let Self {
+            stream, bufs, written, ..
+        } = self;
+        if let Some(bufs) = bufs {
+            while !bufs.write.is_empty() {
+                let n = ready!(Pin::new(&mut *stream).poll_write(cx, &bufs.write))?;
+                if n == 0 {
+                    return Poll::Ready(Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()));
+                }
+                bufs.write.advance(n);
+                *written += n;
             }
-            self.wbuf.advance(n);
-            self.written += n;
+            if *written > 0 {
+                ready!(Pin::new(stream).poll_flush(cx))?;
+                bufs.write = BytesMut::new();
+            }
         }
-        if self.written > 0 {
-            ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
-            self.wbuf = BytesMut::new();
-        }
-        Poll::Ready(Ok(std::mem::take(&mut self.written)))
+        Poll::Ready(Ok(std::mem::take(written)))
     }
 
     /// [`Framed::poll_flush`] as a future.
@@ -195,14 +220,22 @@ impl Framed {
 
     /// Nothing buffered either way.
     pub(crate) fn is_idle(&self) -> bool {
-        self.rbuf.is_empty() && self.wbuf.is_empty()
+        self.bufs
+            .as_ref()
+            .is_none_or(|bufs| bufs.read.is_empty() && bufs.write.is_empty())
     }
 
     /// Takes the bare TCP socket out to hibernate on, leaving the framing
-    /// state; `Err` when the stream is more than a socket (it stays).
+    /// state (empty buffers are given back); `Err` when the stream is more
+    /// than a socket (it stays).
     pub(crate) fn take_tcp(&mut self) -> Result<TcpStream, ()> {
         match std::mem::replace(&mut self.stream, Box::new(Detached)).into_tcp() {
-            Ok(tcp) => Ok(tcp),
+            Ok(tcp) => {
+                if self.is_idle() {
+                    self.bufs = None;
+                }
+                Ok(tcp)
+            }
             Err(stream) => {
                 self.stream = stream;
                 Err(())

@@ -12,7 +12,6 @@ mod outbound;
 use std::future::Future;
 use std::num::NonZeroU16;
 use std::sync::Arc;
-use std::time::Duration;
 
 use skerry_codec::{ConnAck, Connect, Packet, ProtocolVersion, ReasonCode};
 use tokio::time::timeout_at;
@@ -181,14 +180,15 @@ async fn admit(node: &NodeShared, c: &Connect, identity: Option<String>) -> Resu
 #[derive(Debug, Clone)]
 pub(crate) struct Params {
     pub(crate) version: ProtocolVersion,
-    /// Keep alive enforced (1.5x of it is the read deadline); `None`: off.
-    pub(crate) keep_alive: Option<Duration>,
+    /// Keep alive enforced, in seconds (1.5x of it is the read deadline);
+    /// 0: off.
+    pub(crate) keep_alive: u16,
     /// Keep alive the server imposes, when it differs from the client's (v5).
     pub(crate) server_keep_alive: Option<u16>,
     /// Most QoS 1/2 messages in flight towards the client.
-    pub(crate) inflight_window: usize,
+    pub(crate) inflight_window: u16,
     /// Largest packet the client accepts.
-    pub(crate) client_max_packet: usize,
+    pub(crate) client_max_packet: u32,
     /// Aliases we may use towards the client.
     pub(crate) client_alias_max: u16,
     /// Aliases the client may use towards us.
@@ -199,8 +199,6 @@ pub(crate) struct Params {
     pub(crate) granted_expiry: Option<u32>,
     /// Username in use (for ACL `%u`).
     pub(crate) username: Option<String>,
-    /// Client id in use (for ACL `%c`), the session's.
-    pub(crate) client_id: Arc<str>,
 }
 
 impl Params {
@@ -215,10 +213,10 @@ impl Params {
         let receive_max = props.receive_maximum.map_or(u16::MAX, NonZeroU16::get);
         Self {
             version: c.protocol,
-            keep_alive: (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive))),
+            keep_alive,
             server_keep_alive,
-            inflight_window: usize::from(receive_max.min(limits.max_inflight.get())),
-            client_max_packet: props.maximum_packet_size.map_or(usize::MAX, |m| m.get() as usize),
+            inflight_window: receive_max.min(limits.max_inflight.get()),
+            client_max_packet: props.maximum_packet_size.map_or(u32::MAX, |m| m.get()),
             client_alias_max: props.topic_alias_maximum.unwrap_or(0),
             server_alias_max: limits.topic_alias_maximum,
             server_max_packet: max_packet,
@@ -226,7 +224,6 @@ impl Params {
                 && c.protocol == ProtocolVersion::V5)
                 .then_some(attached.expiry),
             username: admitted.username.clone(),
-            client_id: Arc::clone(&attached.session.client_id),
         }
     }
 

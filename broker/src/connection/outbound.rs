@@ -18,7 +18,7 @@ impl Conn {
         if d.qos == QoS::AtMostOnce {
             return self.send_publish(&d, None, false).map(drop);
         }
-        if self.state.inflight.len() >= self.p.inflight_window {
+        if self.state.inflight.len() >= usize::from(self.p.inflight_window) {
             self.pending.push_back(d);
             return Ok(());
         }
@@ -35,7 +35,7 @@ impl Conn {
     /// Moves parked deliveries into the window while there is room.
     pub(super) fn fill_window(&mut self) -> Result<(), ConnError> {
         while let Some(d) = self.pending.front() {
-            if d.qos != QoS::AtMostOnce && self.state.inflight.len() >= self.p.inflight_window {
+            if d.qos != QoS::AtMostOnce && self.state.inflight.len() >= usize::from(self.p.inflight_window) {
                 break;
             }
             let Some(d) = self.pending.pop_front() else { break };
@@ -84,7 +84,7 @@ impl Conn {
             new_alias = self.apply_alias(&mut publish);
         }
         let packet = Packet::Publish(publish);
-        if Framed::size_of(&packet, self.p.version) > self.p.client_max_packet {
+        if Framed::size_of(&packet, self.p.version) > self.p.client_max_packet as usize {
             // The client never sees this topic, so it must not learn an alias from it.
             if let Some(topic) = new_alias {
                 self.aliases().outgoing.remove(&topic);

@@ -105,7 +105,7 @@ impl NodeHandle {
             client_id: s.client_id.to_string(),
             node: self.0.name.clone(),
             online: inner.link.is_some(),
-            username: inner.username.clone(),
+            username: inner.username.as_deref().map(str::to_owned),
             subscriptions,
             queued: inner.queue.len() + inner.link.as_ref().map_or(0, |mailbox| mailbox.len()),
             expiry_secs: inner.expiry,

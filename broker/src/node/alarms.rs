@@ -32,21 +32,21 @@ impl Alarms {
         }
     }
 
-    /// Sets an alarm for the connection of session `key` at `at`, or at
-    /// most one tick later; returns when it rings.
-    pub(crate) fn set(&self, at: Instant, key: SessionKey) -> Instant {
-        let tick = self.tick_of(at) + 1;
-        self.due.lock().entry(tick).or_default().push(key);
-        self.instant_of(tick)
+    /// The tick `at` falls in, counted from 1 (0 can then mean "never").
+    /// An alarm set for tick `n` rings when tick `n` ends.
+    pub(crate) fn tick(&self, at: Instant) -> u32 {
+        u32::try_from(self.tick_of(at) + 1).unwrap_or(u32::MAX)
     }
 
-    /// When an alarm set for `at` would ring.
-    pub(crate) fn rings_at(&self, at: Instant) -> Instant {
-        self.instant_of(self.tick_of(at) + 1)
+    /// Ticks that cover `d`, rounded up.
+    pub(crate) fn ticks_in(d: Duration) -> u32 {
+        u32::try_from(d.as_nanos().div_ceil(TICK.as_nanos())).unwrap_or(u32::MAX)
     }
 
-    fn instant_of(&self, tick: u64) -> Instant {
-        self.start + TICK * u32::try_from(tick).unwrap_or(u32::MAX)
+    /// Sets an alarm for the connection of session `key` at the end of
+    /// tick `tick`.
+    pub(crate) fn set(&self, tick: u32, key: SessionKey) {
+        self.due.lock().entry(u64::from(tick)).or_default().push(key);
     }
 
     /// Ticks from `start` to `at`, rounded down.
@@ -103,17 +103,21 @@ mod tests {
     fn an_alarm_rings_at_its_time_or_within_a_tick_after() {
         let alarms = Alarms::new();
         let at = alarms.start + Duration::from_millis(1_100);
-        let rings = alarms.set(at, SessionKey(7));
+        let tick = alarms.tick(at);
+        alarms.set(tick, SessionKey(7));
+        let rings = alarms.start + TICK * tick;
         assert!(
             rings >= at && rings - at <= TICK,
             "rings at {:?} for {:?}",
             rings - alarms.start,
             at - alarms.start
         );
-        alarms.set(alarms.start + Duration::from_secs(5), SessionKey(8));
+        alarms.set(alarms.tick(alarms.start + Duration::from_secs(5)), SessionKey(8));
         assert!(alarms.take_due(at).is_empty(), "not yet at the deadline itself");
         assert_eq!(alarms.take_due(rings), [SessionKey(7)]);
         assert!(alarms.take_due(rings).is_empty(), "an alarm rings once");
         assert_eq!(alarms.take_due(alarms.start + Duration::from_secs(6)), [SessionKey(8)]);
+        assert_eq!(Alarms::ticks_in(Duration::from_secs(1)), 4);
+        assert_eq!(Alarms::ticks_in(Duration::from_millis(1_001)), 5);
     }
 }

@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 pub use admin::{NodeHandle, RetainedInfo, SessionInfo};
+pub(crate) use alarms::Alarms;
 pub(crate) use persist::Batch;
 pub(crate) use routing::CONGESTION_WAIT;
 pub(crate) use sessions::{Attached, Ending, Leaving};
@@ -163,7 +164,7 @@ pub(crate) struct NodeShared {
     /// Where idle connections hibernate.
     pub(crate) dorm: Arc<Dormitory>,
     /// Keep-alive alarms of the connections.
-    pub(crate) alarms: alarms::Alarms,
+    pub(crate) alarms: Alarms,
     /// The TLS configuration of each `tls`/`wss` listener, by listener name.
     listener_tls: Vec<(String, Arc<ServerTls>)>,
     next_client: AtomicU64,
@@ -270,7 +271,7 @@ impl Node {
             store,
             conns,
             dorm,
-            alarms: alarms::Alarms::new(),
+            alarms: Alarms::new(),
             listener_tls: listeners
                 .iter()
                 .filter_map(|l| Some((l.name().to_owned(), l.tls()?)))

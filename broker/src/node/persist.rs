@@ -155,7 +155,7 @@ impl NodeShared {
         let record = session_record(
             inner.expiry,
             inner.disconnected_at,
-            inner.username.clone(),
+            inner.username.as_deref().map(str::to_owned),
             state,
             inflight,
         );

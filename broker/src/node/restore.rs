@@ -119,7 +119,7 @@ impl NodeShared {
             inner.state = Some(Box::new(state));
             inner.queue = queue;
             inner.expiry = record.expiry;
-            inner.username = record.username;
+            inner.username = record.username.map(String::into_boxed_str);
             inner.disconnected_at = Some(record.disconnected_at);
             inner.generation
         };

@@ -11,7 +11,6 @@ use tokio::sync::Notify;
 use tracing::debug;
 
 use super::NodeShared;
-use crate::connection::Params;
 use crate::mailbox::Mailbox;
 use crate::message::{Delivery, Message};
 use crate::router::{Destination, SessionKey};
@@ -131,11 +130,11 @@ impl NodeShared {
         let expiry = self.granted_expiry(c);
         let mailbox = Arc::new(Mailbox::new(self.limits.max_online));
         let mut inner = session.inner.lock();
-        inner.generation += 1;
+        inner.generation = inner.generation.wrapping_add(1);
         inner.pending_will = None;
         inner.link = Some(Arc::clone(&mailbox));
         inner.expiry = expiry;
-        inner.username = username;
+        inner.username = username.map(String::into_boxed_str);
         inner.disconnected_at = None;
         let state = inner.state.take().map(|s| *s).unwrap_or_default();
         let queue = std::mem::take(&mut inner.queue);
@@ -192,7 +191,7 @@ impl NodeShared {
     }
 
     /// Parks the state of a connection that ended, and handles expiry and will.
-    pub(crate) fn detach(self: &Arc<Self>, session: &Arc<Session>, leaving: Leaving<'_>, p: &Params) {
+    pub(crate) fn detach(self: &Arc<Self>, session: &Arc<Session>, leaving: Leaving<'_>) {
         let Leaving {
             state,
             mailbox,
@@ -239,12 +238,12 @@ impl NodeShared {
             let session = Arc::clone(session);
             tokio::spawn(async move { node.expire_later(session, generation, delay, expiry).await });
         }
-        debug!(client_id = %p.client_id, expiry, "session parked");
+        debug!(client_id = %session.client_id, expiry, "session parked");
     }
 
     /// Publishes the pending will after `delay` and ends the session after
     /// `expiry`, unless a connection attached in between.
-    pub(super) async fn expire_later(self: Arc<Self>, session: Arc<Session>, generation: u64, delay: u32, expiry: u32) {
+    pub(super) async fn expire_later(self: Arc<Self>, session: Arc<Session>, generation: u32, delay: u32, expiry: u32) {
         let shutdown = self.shutdown.clone();
         if delay > 0 {
             tokio::select! {
