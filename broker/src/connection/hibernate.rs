@@ -115,7 +115,7 @@ impl Dormitory {
                 .is_err()
         {
             *sleeper.state.lock() = State::Awake;
-            self.sleepers.lock().remove(sleeper.key);
+            self.forget(&sleeper);
             return Err((conn, socket));
         }
         let mut state = sleeper.state.lock();
@@ -138,7 +138,16 @@ impl Dormitory {
     /// the dormitory.
     fn evict(&self, sleeper: &Sleeper, socket: &std::net::TcpStream) {
         let _ = self.registry.deregister(&mut SourceFd(&socket.as_raw_fd()));
-        self.sleepers.lock().remove(sleeper.key);
+        self.forget(sleeper);
+    }
+
+    /// Takes the sleeper out of the dormitory, if it is still there (a
+    /// stopping watch empties it, and its key may be another's since).
+    fn forget(&self, sleeper: &Sleeper) {
+        let mut sleepers = self.sleepers.lock();
+        if sleepers.get(sleeper.key).is_some_and(|s| std::ptr::eq(&**s, sleeper)) {
+            sleepers.remove(sleeper.key);
+        }
     }
 }
 
