@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use skerry_codec::{Packet, QoS, ReasonCode};
+use skerry_codec::{QoS, ReasonCode};
 use skerry_tests::broker::TestBroker;
 use skerry_tests::wait::eventually;
 
@@ -92,5 +92,4 @@ async fn hibernate_after_never_keeps_every_connection_in_its_task() {
     assert!(matches!(quiet.recv_within(Duration::from_millis(50)).await, Err(())));
     drop(quiet);
     broker.stop().await;
-    let _ = Packet::PingReq;
 }

@@ -18,7 +18,7 @@ use super::io::{ConnError, Framed};
 use super::Params;
 use crate::mailbox::Mailbox;
 use crate::message::Delivery;
-use crate::node::{Alarms, Attached, Ending, Leaving, NodeShared};
+use crate::node::{Attached, Ending, Leaving, NodeShared};
 use crate::session::{Control, Session, SessionState};
 use crate::stats::NodeStats;
 
@@ -340,7 +340,7 @@ impl Conn {
     /// bytes buffered either way. Otherwise makes sure an alarm wakes the
     /// connection when that time is up.
     fn drowsy(&mut self, tick: u32) -> bool {
-        let Some(after) = self.node.limits().hibernate_after else {
+        let Some(after) = self.node.limits().hibernate_after_ticks else {
             return false;
         };
         if self.insomniac || !self.io.is_idle() {
@@ -351,7 +351,7 @@ impl Conn {
         }
         // Awake from the end of tick `active` for `after`: asleep from the
         // tick after the last one that covers it.
-        let last = self.active.saturating_add(Alarms::ticks_in(after));
+        let last = self.active.saturating_add(after);
         if tick > last {
             return true;
         }

@@ -1,5 +1,5 @@
 //! Hibernation: a connection with nothing to do gives up its task and its
-//! socket's place in tokio's reactor (together about 700 bytes, most of
+//! socket's place in tokio's reactor (together about 650 bytes, most of
 //! what an idle client costs) and waits in its node's [`Dormitory`]: one
 //! epoll set for every hibernating socket, watched by one thread, and a
 //! waker in the connection's mailbox. Whatever comes first (bytes or a
@@ -88,7 +88,7 @@ impl Dormitory {
     /// arrived meanwhile or the socket cannot be watched: the caller goes
     /// on serving.
     pub(super) fn put(
-        self: &Arc<Self>,
+        &self,
         conn: Box<Conn>,
         socket: std::net::TcpStream,
     ) -> Result<(), (Box<Conn>, std::net::TcpStream)> {
@@ -212,7 +212,7 @@ impl Watch {
 }
 
 /// A hibernating connection; its waker.
-pub(crate) struct Sleeper {
+struct Sleeper {
     key: usize,
     state: Mutex<State>,
 }
@@ -290,7 +290,7 @@ impl Conn {
     /// Hibernates if the stream is a bare socket. Gives the connection
     /// back when it is not, or when something arrived meanwhile.
     pub(super) fn hibernate(mut self: Box<Self>) -> Result<(), Box<Self>> {
-        let Ok(tcp) = self.io.take_tcp() else {
+        let Some(tcp) = self.io.take_tcp() else {
             self.insomniac = true;
             return Err(self);
         };

@@ -226,19 +226,19 @@ impl Framed {
     }
 
     /// Takes the bare TCP socket out to hibernate on, leaving the framing
-    /// state (empty buffers are given back); `Err` when the stream is more
+    /// state (empty buffers are given back); `None` when the stream is more
     /// than a socket (it stays).
-    pub(crate) fn take_tcp(&mut self) -> Result<TcpStream, ()> {
+    pub(crate) fn take_tcp(&mut self) -> Option<TcpStream> {
         match std::mem::replace(&mut self.stream, Box::new(Detached)).into_tcp() {
             Ok(tcp) => {
                 if self.is_idle() {
                     self.bufs = None;
                 }
-                Ok(tcp)
+                Some(tcp)
             }
             Err(stream) => {
                 self.stream = stream;
-                Err(())
+                None
             }
         }
     }

@@ -102,7 +102,8 @@ pub(crate) struct Limits {
     pub(crate) max_online: usize,
     pub(crate) queue: QueueLimits,
     pub(crate) max_message_rate: Option<Quota>,
-    pub(crate) hibernate_after: Option<Duration>,
+    /// `broker.sessions.hibernate_after` in ticks of the node's clock.
+    pub(crate) hibernate_after_ticks: Option<u32>,
 }
 
 impl Limits {
@@ -122,7 +123,7 @@ impl Limits {
                 queue_type: s.queue_type,
             },
             max_message_rate: b.max_message_rate.and_then(quota),
-            hibernate_after: s.hibernate_after.map(|d| d.get()),
+            hibernate_after_ticks: s.hibernate_after.map(|d| Alarms::ticks_in(d.get())),
         }
     }
 }
@@ -159,7 +160,7 @@ pub(crate) struct NodeShared {
     /// Persistent sessions, offline queues, retained messages.
     pub(crate) store: Arc<dyn Store>,
     /// The connection tasks, so shutdown can wait for them to park their
-    /// sessions (hibernating connections count as tasks).
+    /// sessions (it wakes hibernating connections into tasks first).
     conns: TaskTracker,
     /// Where idle connections hibernate.
     pub(crate) dorm: Arc<Dormitory>,
