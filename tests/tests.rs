@@ -19,6 +19,7 @@ mod lb_failure;
 mod lb_inbound;
 mod lb_limits;
 mod lb_reload;
+mod lb_sched;
 mod lb_sticky;
 mod lb_tls;
 mod lb_util;

@@ -35,6 +35,9 @@ pub struct Lb {
     pub connect_rate_per_ip: Option<Rate>,
     /// Per-client classes (bandwidth, connect rate), first match wins.
     pub rate_classes: Vec<RateClass>,
+    /// CPU scheduling policy of the balancer's threads where it has threads
+    /// of its own (`skerry lb`).
+    pub scheduling: Scheduling,
 }
 
 impl Lb {
@@ -46,6 +49,21 @@ impl Lb {
     pub const DEFAULT_GRACE_PERIOD: Duration = Duration::secs(30);
     /// Default for [`Lb::drain_window`].
     pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::secs(10);
+}
+
+/// `lb.scheduling`: how the kernel schedules the balancer's threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scheduling {
+    /// `SCHED_OTHER`: a thread woken by data may preempt whatever runs on
+    /// its core, so every relayed write goes out at once.
+    #[default]
+    Normal,
+    /// `SCHED_BATCH`: a woken balancer thread waits for the running task
+    /// (a broker on the same core) to yield its core, then relays all that
+    /// came meanwhile in one go. For a balancer sharing cores with a
+    /// broker that writes each packet on its own (Mosquitto).
+    Batch,
 }
 
 /// One balancer listener.

@@ -10,7 +10,7 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::lb::{Balance, Compat, HealthKind, OnMarkedDown, ProxyMode};
+use crate::lb::{Balance, Compat, HealthKind, OnMarkedDown, ProxyMode, Scheduling};
 use crate::model::{Access, LogFormat, QueueType, SharedPolicy, StoreDurability, StoreEngine, Transport};
 
 /// A scalar kept as the text the operator wrote (`30s`, `1883`, `0.0.0.0:1883`).
@@ -175,6 +175,7 @@ pub(crate) struct RawLb {
     pub(crate) listeners: Vec<RawLbListener>,
     pub(crate) pools: Vec<RawPool>,
     pub(crate) rate_classes: Option<Vec<RawRateClass>>,
+    pub(crate) scheduling: Option<Scheduling>,
 }
 
 #[derive(Debug, Deserialize)]

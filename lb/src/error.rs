@@ -50,6 +50,9 @@ pub enum LbError {
         /// The member named.
         member: String,
     },
+    /// `lb.scheduling` could not be applied.
+    #[error("lb.scheduling: {0}")]
+    Scheduling(String),
     /// The balancer's runtime or thread could not be created.
     #[error("cannot start the balancer's runtime: {0}")]
     Runtime(#[source] io::Error),

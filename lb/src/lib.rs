@@ -41,6 +41,7 @@ mod proxy_in;
 mod proxy_out;
 mod reload;
 pub mod ring;
+mod sched;
 mod server;
 mod session;
 mod splice;

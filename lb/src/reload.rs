@@ -8,7 +8,7 @@
 //! and the TLS files of every listener (certificate, key, client CA, CRL),
 //! re-read even when their paths are unchanged. Everything else (listeners,
 //! pool settings, pools added or removed, timeouts of the running
-//! listeners) needs a restart.
+//! listeners, the threads' scheduling policy) needs a restart.
 
 use std::sync::Arc;
 
@@ -100,6 +100,7 @@ fn needs_restart(running: &Lb, new: &Lb) -> Vec<String> {
         ("lb.max_connect_size", running.max_connect_size != new.max_connect_size),
         ("lb.grace_period", running.grace_period != new.grace_period),
         ("lb.drain_window", running.drain_window != new.drain_window),
+        ("lb.scheduling", running.scheduling != new.scheduling),
     ]
     .into_iter()
     .filter(|(_, changed)| *changed)
@@ -139,7 +140,10 @@ mod tests {
         let running = lb("", a, "client_id");
         let live = lb("  connect_rate: 10/s\n  max_connections: 5\n", ab, "client_id");
         assert!(needs_restart(&running, &live).is_empty());
-        let other = lb("  grace_period: 1s\n", ab, "round_robin");
-        assert_eq!(needs_restart(&running, &other), ["lb.grace_period", "lb.pools.p"]);
+        let other = lb("  grace_period: 1s\n  scheduling: batch\n", ab, "round_robin");
+        assert_eq!(
+            needs_restart(&running, &other),
+            ["lb.grace_period", "lb.scheduling", "lb.pools.p"]
+        );
     }
 }

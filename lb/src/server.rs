@@ -31,7 +31,7 @@ use pingora::server::{Fds, ListenFds};
 use pingora::services::listening::Service as ListeningService;
 use pingora::services::Service as _;
 use skerry_certs::tls::ServerTls;
-use skerry_config::{Lb, LbListener};
+use skerry_config::{Lb, LbListener, Scheduling};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
@@ -43,6 +43,7 @@ use crate::health;
 use crate::limits::ConnectFilter;
 use crate::metrics::MetricsSnapshot;
 use crate::pool::BackendStatus;
+use crate::sched;
 use crate::view::BalancerView;
 
 /// How often idle per-IP rate state is forgotten.
@@ -103,6 +104,12 @@ impl Balancer {
     ) -> Result<BalancerHandle, LbError> {
         pingora::tls::install_default_crypto_provider();
         let (runtime, local) = in_process.unzip();
+        if runtime.is_some() && cfg.scheduling == Scheduling::Batch {
+            return Err(LbError::Scheduling(
+                "batch needs the balancer's own threads (`skerry lb`); here it runs on the broker nodes' threads"
+                    .to_owned(),
+            ));
+        }
         let core = Arc::new(Core::new(cfg, local));
         if let Some(pool) = core.pools.iter().find(|p| p.members().list.is_empty()) {
             return Err(LbError::EmptyPool {
@@ -120,7 +127,7 @@ impl Balancer {
             .filter_map(|p| Some((p.app.name.to_string(), Arc::clone(p.app.tls.as_ref()?))))
             .collect();
         let started = match runtime {
-            None => spawn_thread(Arc::clone(&core), prepared)?,
+            None => spawn_thread(Arc::clone(&core), prepared, cfg.scheduling)?,
             Some(handle) => spawn_task(Arc::clone(&core), prepared, handle),
         };
         Ok(BalancerHandle {
@@ -187,18 +194,26 @@ fn spawn_task(core: Arc<Core>, prepared: Vec<Prepared>, runtime: &tokio::runtime
 }
 
 /// Starts the balancer thread with its runtime; returns once the runtime
-/// runs. The runtime is built on that thread: a runtime must not be
-/// dropped inside another (the caller's), even on an error path.
-fn spawn_thread(core: Arc<Core>, prepared: Vec<Prepared>) -> Result<Started, LbError> {
+/// runs. The runtime is built on that thread (a runtime must not be
+/// dropped inside another, the caller's, even on an error path), after
+/// the thread took `scheduling`, which the runtime's threads inherit.
+fn spawn_thread(core: Arc<Core>, prepared: Vec<Prepared>, scheduling: Scheduling) -> Result<Started, LbError> {
     let (signals, stop, shutdown, failure) = channels();
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let thread = std::thread::Builder::new()
         .name("skerry-lb-main".into())
         .spawn(move || {
+            if scheduling == Scheduling::Batch {
+                if let Err(e) = sched::apply(scheduling) {
+                    let _ = ready_tx.send(Err(LbError::Scheduling(format!("cannot set SCHED_BATCH: {e}"))));
+                    return;
+                }
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .thread_name("skerry-lb")
                 .enable_all()
-                .build();
+                .build()
+                .map_err(LbError::Runtime);
             match runtime {
                 Ok(runtime) => {
                     let _ = ready_tx.send(Ok(runtime.handle().clone()));
@@ -214,10 +229,11 @@ fn spawn_thread(core: Arc<Core>, prepared: Vec<Prepared>) -> Result<Started, LbE
             }
         })
         .map_err(LbError::Runtime)?;
-    let runtime = ready_rx
-        .recv()
-        .unwrap_or_else(|_| Err(std::io::Error::other("the balancer thread ended at start")))
-        .map_err(LbError::Runtime)?;
+    let runtime = ready_rx.recv().unwrap_or_else(|_| {
+        Err(LbError::Runtime(std::io::Error::other(
+            "the balancer thread ended at start",
+        )))
+    })?;
     Ok(Started {
         runner: Runner::Thread(thread),
         stop,

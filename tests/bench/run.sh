@@ -8,7 +8,10 @@
 # Env:   SKERRY=path RUMQTTD=path DUR=8s OUT=dir BG_MAX=25 (background CPU %
 #        above which a figure is re-measured once) P99_SECS=24 (window of the
 #        latency rows: one 8 s window's p99 rests on 320 messages and moves
-#        by +-100 us between windows on its own)
+#        by +-100 us between windows on its own) ONLY=i6|i7 (one issue's
+#        rows) I6_ROUNDS=3 (interleaved rounds of issue 6's fan-in rows; the
+#        summary gives each target's median: one 8 s fan-in on this machine
+#        kind moves by +-20% between runs on its own)
 # Output: $OUT/results.jsonl (one JSON object per row, with the exact command,
 #         load average and background CPU), $OUT/summary.md, logs per server.
 set -u
@@ -18,6 +21,8 @@ SKERRY=${SKERRY:-$ROOT/target/release/skerry}
 RUMQTTD=${RUMQTTD:-$(command -v rumqttd || echo "$HOME/.cargo/bin/rumqttd")}
 DUR=${DUR:-8s}
 P99_SECS=${P99_SECS:-24}
+ONLY=${ONLY:-}
+I6_ROUNDS=${I6_ROUNDS:-3}
 BG_MAX=${BG_MAX:-25}
 OUT=${OUT:-$HERE/out/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
@@ -153,6 +158,8 @@ P_SL_DIRECT=$(freeport); P_SL_PROXY=$(freeport); P_SL_LB=$(freeport)  # issue 7:
 P_N6_DIRECT=$(freeport); P_N6_PROXY=$(freeport)                      # issue 6 backend node
 P_LB_NODE=$(freeport); P_LB_MQ=$(freeport); P_LB_TLS=$(freeport)     # `skerry lb`
 P_HA_NODE=$(freeport); P_HA_MQ=$(freeport); P_HA_TLS=$(freeport)     # haproxy
+P_LBB_NODE=$(freeport); P_LBB_MQ=$(freeport)                         # `skerry lb`, scheduling: batch
+P_HAB_NODE=$(freeport); P_HAB_MQ=$(freeport)                         # haproxy under chrt --batch
 
 # ---------------------------------------------------------------- certificates
 CA=$OUT/ca
@@ -272,6 +279,34 @@ lb:
           address: 127.0.0.1:$P_MQ
 EOF
 
+cat > "$OUT/skerry-lb-batch.yaml" <<EOF
+# Issue 6: the same \`skerry lb\` with \`scheduling: batch\` (its threads under
+# SCHED_BATCH: a relay woken by the broker's write waits until the broker
+# yields the shared core, then relays all that came meanwhile).
+lb:
+  scheduling: batch
+  listeners:
+    - name: to-node
+      bind: 127.0.0.1:$P_LBB_NODE
+      pool: node
+    - name: to-mosquitto
+      bind: 127.0.0.1:$P_LBB_MQ
+      pool: mosquitto
+  pools:
+    - name: node
+      balance: client_id
+      proxy_protocol: v2
+      members:
+        - name: backend
+          address: 127.0.0.1:$P_N6_PROXY
+    - name: mosquitto
+      balance: client_id
+      proxy_protocol: none
+      members:
+        - name: mosquitto
+          address: 127.0.0.1:$P_MQ
+EOF
+
 cat > "$OUT/haproxy.cfg" <<EOF
 # Issue 6: HAProxy with the same client-id stickiness (mqtt_field_value).
 global
@@ -311,6 +346,11 @@ backend mosquitto
     server mosquitto 127.0.0.1:$P_MQ
 EOF
 
+# The same HAProxy frontends and backends for the node and Mosquitto, run
+# under \`chrt --batch 0\`: the fair peer of \`scheduling: batch\`.
+sed -n '/^frontend mtls/q;p' "$OUT/haproxy.cfg" | sed -e "s/:$P_HA_NODE\$/:$P_HAB_NODE/" -e "s/:$P_HA_MQ\$/:$P_HAB_MQ/" > "$OUT/haproxy-batch.cfg"
+sed -n '/^backend node$/,/^backend node-tls$/{/^backend node-tls$/!p}; /^backend mosquitto$/,$p' "$OUT/haproxy.cfg" >> "$OUT/haproxy-batch.cfg"
+
 cat > "$OUT/mosquitto.conf" <<EOF
 # Mosquitto 2.0 with the fair settings (its defaults drop under load).
 listener $P_MQ 127.0.0.1
@@ -335,7 +375,10 @@ start skerry-node6  "$SKERRY" run -c "$OUT/skerry-node6.yaml";   PID_N6=$LASTPID
 wait_port "$P_N6_PROXY"; wait_port "$P_MQ"
 start skerry-lb     "$SKERRY" lb -c "$OUT/skerry-lb.yaml";       PID_LB=$LASTPID
 start haproxy       haproxy -db -f "$OUT/haproxy.cfg";           PID_HA=$LASTPID
-for p in $P_SK $P_MQ $P_SL_DIRECT $P_SL_LB $P_N6_DIRECT $P_LB_NODE $P_LB_MQ $P_LB_TLS $P_HA_NODE $P_HA_MQ $P_HA_TLS; do
+start skerry-lb-batch "$SKERRY" lb -c "$OUT/skerry-lb-batch.yaml"
+start haproxy-batch chrt --batch 0 haproxy -db -f "$OUT/haproxy-batch.cfg"
+for p in $P_SK $P_MQ $P_SL_DIRECT $P_SL_LB $P_N6_DIRECT $P_LB_NODE $P_LB_MQ $P_LB_TLS $P_HA_NODE $P_HA_MQ $P_HA_TLS \
+         $P_LBB_NODE $P_LBB_MQ $P_HAB_NODE $P_HAB_MQ; do
   wait_port "$p" || exit 1
 done
 [ "$HAVE_RUMQTTD" = 1 ] && { wait_port "$P_RQ" || HAVE_RUMQTTD=0; }
@@ -346,7 +389,21 @@ sleep 2   # health checks settle
 BROKERS=("skerry $P_SK"); BROKERS+=("mosquitto $P_MQ")
 [ "$HAVE_RUMQTTD" = 1 ] && BROKERS+=("rumqttd $P_RQ")
 
+# ================================================================ both issues
+log "=== latency floor: a bare TCP round trip between CPU 0 and CPU 1 (tests/bench/pingpong.c)"
+if command -v cc >/dev/null && cc -O2 -o "$OUT/pingpong" "$HERE/pingpong.c"; then
+  P_PP=$(freeport)
+  taskset -c 0 "$OUT/pingpong" server "$P_PP" & PIDS+=("$!"); sleep 0.3
+  cmd=(taskset -c 1 "$OUT/pingpong" client "$P_PP" $((4000 * P99_SECS)))
+  bg=$(quiet); load=$(loadavg)
+  "${cmd[@]}" | jq -c --arg load "$load" --arg bg "$bg" --arg cmd "${cmd[*]}" \
+    '{id:"floor-tcp-rtt",target:"c-echo",load:$load,bg_cpu:$bg,cmd:$cmd}+.' >> "$RES"
+else
+  log "no C compiler: the floor row is skipped"
+fi
+
 # ================================================================ issue 7
+if [ "$ONLY" != i6 ]; then
 log "=== issue 7: RSS per idle connection (fresh brokers, before any traffic)"
 rss i7-rss-skerry skerry "$PID_SK" "$P_SK"
 rss i7-rss-mosquitto mosquitto "$PID_MQ" "$P_MQ"
@@ -363,18 +420,6 @@ for b in "${BROKERS[@]}"; do set -- $b
 for b in "${BROKERS[@]}"; do set -- $b
   bench "i7-fanout-q0-$1" "$1" fanout --subscribers 16 --qos 0 --duration "$DUR" --port "$2"; done
 
-log "=== latency floor: a bare TCP round trip between CPU 0 and CPU 1 (tests/bench/pingpong.c)"
-if command -v cc >/dev/null && cc -O2 -o "$OUT/pingpong" "$HERE/pingpong.c"; then
-  P_PP=$(freeport)
-  taskset -c 0 "$OUT/pingpong" server "$P_PP" & PIDS+=("$!"); sleep 0.3
-  cmd=(taskset -c 1 "$OUT/pingpong" client "$P_PP" $((4000 * P99_SECS)))
-  bg=$(quiet); load=$(loadavg)
-  "${cmd[@]}" | jq -c --arg load "$load" --arg bg "$bg" --arg cmd "${cmd[*]}" \
-    '{id:"floor-tcp-rtt",target:"c-echo",load:$load,bg_cpu:$bg,cmd:$cmd}+.' >> "$RES"
-else
-  log "no C compiler: the floor row is skipped"
-fi
-
 for b in "${BROKERS[@]}"; do set -- $b
   bench "i7-p99-4k-$1" "$1" fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$2"; done
 
@@ -383,23 +428,23 @@ bench i7-lb-direct skerry-node-direct fanin --publishers 8 --qos 1 --duration "$
 bench i7-lb-via    skerry-run-lb      fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_SL_LB"
 bench i7-lb-p99-direct skerry-node-direct fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$P_SL_DIRECT"
 bench i7-lb-p99-via    skerry-run-lb      fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$P_SL_LB"
+fi
 
 # ================================================================ issue 6
-log "=== issue 6: fan-in QoS 1 through the balancers vs direct"
-bench i6-fanin-node-direct  node-direct         fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_N6_DIRECT"
-bench i6-fanin-node-skerry  skerry-lb-to-node   fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_LB_NODE"
-bench i6-fanin-node-haproxy haproxy-to-node     fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_HA_NODE"
-bench i6-fanin-mq-direct    mosquitto-direct    fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_MQ"
-bench i6-fanin-mq-skerry    skerry-lb-to-mosq   fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_LB_MQ"
-bench i6-fanin-mq-haproxy   haproxy-to-mosq     fanin --publishers 8 --qos 1 --duration "$DUR" --port "$P_HA_MQ"
+if [ "$ONLY" != i7 ]; then
+log "=== issue 6: fan-in QoS 1 through the balancers vs direct, $I6_ROUNDS interleaved rounds"
+I6_NODE=("node-direct $P_N6_DIRECT" "skerry-lb-to-node $P_LB_NODE" "haproxy-to-node $P_HA_NODE"
+         "skerry-lb-batch-to-node $P_LBB_NODE" "haproxy-batch-to-node $P_HAB_NODE")
+I6_MQ=("mosquitto-direct $P_MQ" "skerry-lb-to-mosq $P_LB_MQ" "haproxy-to-mosq $P_HA_MQ"
+       "skerry-lb-batch-to-mosq $P_LBB_MQ" "haproxy-batch-to-mosq $P_HAB_MQ")
+for r in $(seq "$I6_ROUNDS"); do
+  for t in "${I6_NODE[@]}" "${I6_MQ[@]}"; do set -- $t
+    bench "i6-fanin-$1-r$r" "$1" fanin --publishers 8 --qos 1 --duration "$DUR" --port "$2"; done
+done
 
 log "=== issue 6: p99 at a fixed 4k msg/s QoS 1"
-bench i6-p99-node-direct  node-direct        fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$P_N6_DIRECT"
-bench i6-p99-node-skerry  skerry-lb-to-node  fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$P_LB_NODE"
-bench i6-p99-node-haproxy haproxy-to-node    fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$P_HA_NODE"
-bench i6-p99-mq-direct    mosquitto-direct   fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$P_MQ"
-bench i6-p99-mq-skerry    skerry-lb-to-mosq  fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$P_LB_MQ"
-bench i6-p99-mq-haproxy   haproxy-to-mosq    fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$P_HA_MQ"
+for t in "${I6_NODE[@]}" "${I6_MQ[@]}"; do set -- $t
+  bench "i6-p99-$1" "$1" fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$2"; done
 
 log "=== issue 6: mTLS full handshakes/s (P-256 client cert from the bundled CA)"
 handshakes i6-tls-skerry  skerry-lb "$P_LB_TLS"
@@ -409,6 +454,7 @@ log "=== issue 6: mTLS MQTT connects/s, many clients at once (full handshakes, C
 TLS_ARGS=(--cafile "$CA/ca.crt" --cert "$CA/dev.crt" --key "$CA/dev.key" --tls-server-name localhost)
 bench i6-tls-conn-skerry  skerry-lb conn --clients 4000 --duration 1s --port "$P_LB_TLS" "${TLS_ARGS[@]}"
 bench i6-tls-conn-haproxy haproxy   conn --clients 4000 --duration 1s --port "$P_HA_TLS" "${TLS_ARGS[@]}"
+fi
 
 # ---------------------------------------------------------------- summary
 {
@@ -421,6 +467,15 @@ bench i6-tls-conn-haproxy haproxy   conn --clients 4000 --duration 1s --port "$P
     elif .scenario == "conn" and .rss_peak_kb == null then "| \(.id) | \(.target) | - | - | - | - | \(.connect_errors) | \(.disconnects) | \(.latency_ms.p50|us) | \(.latency_ms.p99|us) | \(.connections) conns, \(.connect_per_sec) connects/s | \(.load) | \(.bg_cpu) |"
     elif .scenario == "conn" then "| \(.id) | \(.target) | - | - | - | - | \(.connect_errors) | \(.disconnects) | - | - | \(.connections) conns, RSS \(.rss_before_kb)->\(.rss_peak_kb) kB, \(.bytes_per_conn) B/conn | \(.load) | \(.bg_cpu) |"
     else "| \(.id) | \(.target) | \(.sent_per_sec) | \(.received_per_sec) | \(.lost) | \(.duplicates) | \(.connect_errors) | \(.disconnects) | \(.latency_ms.p50|us) | \(.latency_ms.p99|us) | - | \(.load) | \(.bg_cpu) |" end' "$RES"
+  echo
+  echo "Issue 6 fan-in QoS 1, median over the rounds (msgs/s received; cost against the same backend direct):"
+  jq -rs '[.[] | select(.id | test("^i6-fanin-.*-r[0-9]+$")) | select(.received_per_sec != null)]
+    | group_by(.target) | map({target: .[0].target, rounds: map(.received_per_sec | round),
+        lost: (map(.lost) | add), median: (map(.received_per_sec) | sort | .[(length - 1) / 2 | floor])})
+    | (map(select(.target | endswith("direct"))) | map({key: (.target | sub("-direct$"; "")), value: .median}) | from_entries) as $direct
+    | .[] | (if (.target | test("node$")) then $direct["node"] elif (.target | test("mosq$")) then $direct["mosquitto"] else null end) as $d
+    | "- \(.target): median \(.median | round) (rounds \(.rounds | map(tostring) | join(", ")), lost \(.lost))"
+      + (if $d then ", cost \(((1 - .median / $d) * 1000 | round) / 10)%" else "" end)' "$RES"
   echo
   echo "Commands:"
   jq -r '"- \(.id): `\(.cmd)`"' "$RES"

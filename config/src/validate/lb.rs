@@ -49,6 +49,7 @@ pub(super) fn lb(cx: &mut Ctx<'_>, raw: RawLb) -> Lb {
             .enumerate()
             .map(|(i, c)| class(cx, i, c))
             .collect(),
+        scheduling: raw.scheduling.unwrap_or_default(),
     }
 }
 

@@ -1,0 +1,79 @@
+//! `lb.scheduling: batch`: the balancer's own threads run under
+//! SCHED_BATCH and relay as before; `skerry run`, where the balancer runs
+//! on the broker nodes' threads, refuses it with one clear error.
+
+use std::path::Path;
+use std::process::Command;
+
+use skerry_codec::{Packet, Publish, ReasonCode};
+use skerry_tests::skerry_bin;
+
+use crate::lb_util::{lb_addr, members, mqtt_connect, start_lb, MiniBackend, V5};
+
+/// Names of this process's threads under SCHED_BATCH (`policy`, field 41
+/// of each thread's stat, is 3).
+fn batch_threads() -> Vec<String> {
+    let mut names = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        let (name, rest) = stat.split_once(" (").unwrap().1.rsplit_once(')').unwrap();
+        let policy = rest.split_whitespace().nth(38).unwrap();
+        if policy == "3" {
+            names.push(name.to_owned());
+        }
+    }
+    names
+}
+
+#[tokio::test]
+async fn batch_puts_the_balancer_threads_under_sched_batch_and_bytes_still_flow() {
+    let backend = MiniBackend::start(false).await;
+    let yaml = format!(
+        "lb:\n  scheduling: batch\n  listeners:\n    - {{name: mqtt, bind: 127.0.0.1:0, pool: nodes}}\n  pools:\n    - name: nodes\n      members:\n{}",
+        members(&[("node1", backend.addr)])
+    );
+    // No other test asks for batch: every batch thread here is this balancer's.
+    assert_eq!(batch_threads(), Vec::<String>::new());
+    let lb = start_lb(&yaml, Path::new("."));
+    let batch = batch_threads();
+    assert!(batch.iter().any(|n| n == "skerry-lb-main"), "{batch:?}");
+    assert!(
+        batch.iter().any(|n| n == "skerry-lb"),
+        "the runtime's workers: {batch:?}"
+    );
+    let (mut client, ack) = mqtt_connect(lb_addr(&lb), V5, "sched-1").await;
+    assert_eq!(ack.map(|a| a.reason), Some(ReasonCode::Success));
+    for i in 0..20 {
+        let payload = format!("m{i}");
+        let publish = Publish::new("t/sched", payload.clone());
+        client.send(&Packet::Publish(publish)).await.unwrap();
+        // The backend echoes: the PUBLISH comes back through the relay.
+        assert_eq!(client.received().await, ("t/sched".to_owned(), payload.into()));
+    }
+    assert_eq!(backend.ids(), ["sched-1"]);
+    lb.shutdown().await;
+}
+
+#[test]
+fn skerry_run_refuses_batch_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "broker:\n  store:\n    engine: memory\n  nodes:\n    - name: n1\n      data_dir: {}\n      listeners:\n        - name: tcp\n          bind: 127.0.0.1:0\nlb:\n  scheduling: batch\n  listeners:\n    - {{name: mqtt, bind: 127.0.0.1:0, pool: nodes}}\n  pools:\n    - name: nodes\n      members:\n        - {{name: n1, address: \"127.0.0.1:9\"}}\n",
+        dir.path().join("n1").display()
+    );
+    let file = dir.path().join("skerry.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = Command::new(skerry_bin())
+        .args(["run", "-c", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
+    assert!(
+        line.contains("lb.scheduling: batch needs the balancer's own threads (`skerry lb`)"),
+        "{stderr}"
+    );
+}
