@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use skerry_tests::{have, skerry, skerry_bin};
+use skerry_tests::{have, run_start_error, skerry, skerry_bin};
 
 /// A child process that is killed if the test ends early.
 struct Running(Child);
@@ -522,15 +522,7 @@ fn a_port_in_use_is_one_clear_error_and_the_process_exits() {
         "broker:\n  store:\n    engine: memory\n  nodes:\n    - name: n1\n      data_dir: {}\n      listeners:\n        - name: tcp\n          bind: 127.0.0.1:{port}\n",
         dir.path().join("n1").display()
     );
-    let file = dir.path().join("skerry.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = Command::new(skerry_bin())
-        .args(["run", "-c", file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
+    let (line, stderr) = run_start_error(dir.path(), &yaml);
     assert!(
         line.contains(&format!("node n1: listener `tcp`: cannot listen on 127.0.0.1:{port}")),
         "{stderr}"

@@ -3,10 +3,9 @@
 //! on the broker nodes' threads, refuses it with one clear error.
 
 use std::path::Path;
-use std::process::Command;
 
 use skerry_codec::{Packet, Publish, ReasonCode};
-use skerry_tests::skerry_bin;
+use skerry_tests::run_start_error;
 
 use crate::lb_util::{lb_addr, members, mqtt_connect, start_lb, MiniBackend, V5};
 
@@ -63,15 +62,7 @@ fn skerry_run_refuses_batch_naming_the_key() {
         "broker:\n  store:\n    engine: memory\n  nodes:\n    - name: n1\n      data_dir: {}\n      listeners:\n        - name: tcp\n          bind: 127.0.0.1:0\nlb:\n  scheduling: batch\n  listeners:\n    - {{name: mqtt, bind: 127.0.0.1:0, pool: nodes}}\n  pools:\n    - name: nodes\n      members:\n        - {{name: n1, address: \"127.0.0.1:9\"}}\n",
         dir.path().join("n1").display()
     );
-    let file = dir.path().join("skerry.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = Command::new(skerry_bin())
-        .args(["run", "-c", file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
+    let (line, stderr) = run_start_error(dir.path(), &yaml);
     assert!(
         line.contains("lb.scheduling: batch needs the balancer's own threads (`skerry lb`)"),
         "{stderr}"

@@ -158,8 +158,8 @@ P_SL_DIRECT=$(freeport); P_SL_PROXY=$(freeport); P_SL_LB=$(freeport)  # issue 7:
 P_N6_DIRECT=$(freeport); P_N6_PROXY=$(freeport)                      # issue 6 backend node
 P_LB_NODE=$(freeport); P_LB_MQ=$(freeport); P_LB_TLS=$(freeport)     # `skerry lb`
 P_HA_NODE=$(freeport); P_HA_MQ=$(freeport); P_HA_TLS=$(freeport)     # haproxy
-P_LBB_NODE=$(freeport); P_LBB_MQ=$(freeport)                         # `skerry lb`, scheduling: batch
-P_HAB_NODE=$(freeport); P_HAB_MQ=$(freeport)                         # haproxy under chrt --batch
+P_LBB_NODE=$(freeport); P_LBB_MQ=$(freeport); P_LBB_TLS=$(freeport)  # `skerry lb`, scheduling: batch
+P_HAB_NODE=$(freeport); P_HAB_MQ=$(freeport); P_HAB_TLS=$(freeport)  # haproxy under chrt --batch
 
 # ---------------------------------------------------------------- certificates
 CA=$OUT/ca
@@ -279,34 +279,6 @@ lb:
           address: 127.0.0.1:$P_MQ
 EOF
 
-cat > "$OUT/skerry-lb-batch.yaml" <<EOF
-# Issue 6: the same \`skerry lb\` with \`scheduling: batch\` (its threads under
-# SCHED_BATCH: a relay woken by the broker's write waits until the broker
-# yields the shared core, then relays all that came meanwhile).
-lb:
-  scheduling: batch
-  listeners:
-    - name: to-node
-      bind: 127.0.0.1:$P_LBB_NODE
-      pool: node
-    - name: to-mosquitto
-      bind: 127.0.0.1:$P_LBB_MQ
-      pool: mosquitto
-  pools:
-    - name: node
-      balance: client_id
-      proxy_protocol: v2
-      members:
-        - name: backend
-          address: 127.0.0.1:$P_N6_PROXY
-    - name: mosquitto
-      balance: client_id
-      proxy_protocol: none
-      members:
-        - name: mosquitto
-          address: 127.0.0.1:$P_MQ
-EOF
-
 cat > "$OUT/haproxy.cfg" <<EOF
 # Issue 6: HAProxy with the same client-id stickiness (mqtt_field_value).
 global
@@ -346,10 +318,14 @@ backend mosquitto
     server mosquitto 127.0.0.1:$P_MQ
 EOF
 
-# The same HAProxy frontends and backends for the node and Mosquitto, run
-# under \`chrt --batch 0\`: the fair peer of \`scheduling: batch\`.
-sed -n '/^frontend mtls/q;p' "$OUT/haproxy.cfg" | sed -e "s/:$P_HA_NODE\$/:$P_HAB_NODE/" -e "s/:$P_HA_MQ\$/:$P_HAB_MQ/" > "$OUT/haproxy-batch.cfg"
-sed -n '/^backend node$/,/^backend node-tls$/{/^backend node-tls$/!p}; /^backend mosquitto$/,$p' "$OUT/haproxy.cfg" >> "$OUT/haproxy-batch.cfg"
+# The same two balancers again on ports of their own, \`skerry lb\` with
+# \`scheduling: batch\` (its threads under SCHED_BATCH: a relay woken by the
+# broker's write waits until the broker yields the shared core, then relays
+# all that came meanwhile) and HAProxy under \`chrt --batch 0\`, its fair peer.
+batch_ports() { sed -E -e "s/:$1( |\$)/:$4\1/" -e "s/:$2( |\$)/:$5\1/" -e "s/:$3( |\$)/:$6\1/"; }
+sed -e 's/^lb:$/lb:\n  scheduling: batch/' "$OUT/skerry-lb.yaml" |
+  batch_ports "$P_LB_NODE" "$P_LB_MQ" "$P_LB_TLS" "$P_LBB_NODE" "$P_LBB_MQ" "$P_LBB_TLS" > "$OUT/skerry-lb-batch.yaml"
+batch_ports "$P_HA_NODE" "$P_HA_MQ" "$P_HA_TLS" "$P_HAB_NODE" "$P_HAB_MQ" "$P_HAB_TLS" < "$OUT/haproxy.cfg" > "$OUT/haproxy-batch.cfg"
 
 cat > "$OUT/mosquitto.conf" <<EOF
 # Mosquitto 2.0 with the fair settings (its defaults drop under load).
@@ -378,7 +354,7 @@ start haproxy       haproxy -db -f "$OUT/haproxy.cfg";           PID_HA=$LASTPID
 start skerry-lb-batch "$SKERRY" lb -c "$OUT/skerry-lb-batch.yaml"
 start haproxy-batch chrt --batch 0 haproxy -db -f "$OUT/haproxy-batch.cfg"
 for p in $P_SK $P_MQ $P_SL_DIRECT $P_SL_LB $P_N6_DIRECT $P_LB_NODE $P_LB_MQ $P_LB_TLS $P_HA_NODE $P_HA_MQ $P_HA_TLS \
-         $P_LBB_NODE $P_LBB_MQ $P_HAB_NODE $P_HAB_MQ; do
+         $P_LBB_NODE $P_LBB_MQ $P_LBB_TLS $P_HAB_NODE $P_HAB_MQ $P_HAB_TLS; do
   wait_port "$p" || exit 1
 done
 [ "$HAVE_RUMQTTD" = 1 ] && { wait_port "$P_RQ" || HAVE_RUMQTTD=0; }

@@ -10,7 +10,7 @@ pub mod stream;
 pub mod tls;
 pub mod wait;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Path of the `skerry` binary built by this workspace (`cargo build`
@@ -30,6 +30,23 @@ pub fn skerry_bin() -> PathBuf {
 /// Runs `skerry ARGS...` to completion and returns its output.
 pub fn skerry(args: &[&str]) -> Output {
     Command::new(skerry_bin()).args(args).output().expect("spawn skerry")
+}
+
+/// Writes `yaml` to `dir/skerry.yaml` and runs `skerry run -c` on it,
+/// expecting it to fail at start: its first `error: ` line (empty if none)
+/// and its whole stderr.
+pub fn run_start_error(dir: &Path, yaml: &str) -> (String, String) {
+    let file = dir.join("skerry.yaml");
+    std::fs::write(&file, yaml).expect("write the config");
+    let out = skerry(&["run", "-c", file.to_str().expect("utf-8 path")]);
+    assert!(!out.status.success(), "skerry run started: {out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default()
+        .to_owned();
+    (line, stderr)
 }
 
 /// Whether an outside tool is installed; tests that need one say so and skip
