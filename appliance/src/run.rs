@@ -63,6 +63,9 @@ async fn supervise(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit
     }
     let handles: Vec<_> = nodes.iter().map(Node::handle).collect();
     let lb = match &config.lb {
+        // Alone, as under `skerry lb`: on threads of its own, which
+        // `lb.scheduling` applies to.
+        Some(cfg) if nodes.is_empty() => Some(skerry_lb::Balancer::start(cfg).context("starting the balancer")?),
         // On this runtime, beside the nodes, which take over the clients
         // bound for their listeners instead of having them relayed.
         Some(cfg) => {

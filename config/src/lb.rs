@@ -36,7 +36,7 @@ pub struct Lb {
     /// Per-client classes (bandwidth, connect rate), first match wins.
     pub rate_classes: Vec<RateClass>,
     /// CPU scheduling policy of the balancer's threads where it has threads
-    /// of its own (`skerry lb`).
+    /// of its own (`skerry lb`, `skerry run` without broker nodes).
     pub scheduling: Scheduling,
 }
 

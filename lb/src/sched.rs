@@ -1,5 +1,5 @@
 //! `lb.scheduling`: the kernel scheduling policy of the balancer's own
-//! threads (`skerry lb`).
+//! threads (`skerry lb`, or `skerry run` without broker nodes).
 //!
 //! Where the balancer shares a core with the broker behind it, each write
 //! the broker makes wakes a relay, and under `SCHED_OTHER` the woken relay

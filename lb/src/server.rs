@@ -106,7 +106,8 @@ impl Balancer {
         let (runtime, local) = in_process.unzip();
         if runtime.is_some() && cfg.scheduling == Scheduling::Batch {
             return Err(LbError::Scheduling(
-                "batch needs the balancer's own threads (`skerry lb`); here it runs on the broker nodes' threads"
+                "batch needs the balancer's own threads (`skerry lb`, or `skerry run` without broker nodes); here \
+                 it runs on the broker nodes' threads"
                     .to_owned(),
             ));
         }
