@@ -7,9 +7,9 @@
 //! own (Mosquitto 2.0) is interrupted once per packet, and the relay moves
 //! a few packets per wake-up. Under `SCHED_BATCH` the woken relay waits
 //! until the broker yields its core (it blocks, or its time slice ends) and
-//! then relays everything that came meanwhile at once: fewer, larger
-//! segments and far fewer context switches. When no other task wants the
-//! core, a batch thread runs as soon as it is woken, as any other.
+//! then relays everything that came meanwhile at once: far fewer wake-ups
+//! and context switches. When no other task wants the core, a batch thread
+//! runs as soon as it is woken, as any other.
 //!
 //! The policy is set on the thread that builds the balancer's runtime;
 //! threads inherit it from their creator, so every worker and blocking

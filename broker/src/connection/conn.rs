@@ -72,7 +72,8 @@ pub(crate) struct Conn {
     /// The node clock's tick in which the connection last had something to
     /// do (a packet, deliveries); 0: nothing since it started serving.
     active: u32,
-    /// The stream is more than a bare socket: it cannot hibernate.
+    /// The stream is more than a bare socket, or the dormitory could not
+    /// watch it: it does not hibernate.
     pub(super) insomniac: bool,
     /// Deliveries waiting for room in the inflight window.
     pub(super) pending: VecDeque<Delivery>,
@@ -137,14 +138,13 @@ impl Conn {
     /// hibernates (`None`).
     pub(super) async fn serve_on(mut self: Box<Self>) -> Option<Result<(), ConnError>> {
         loop {
-            let Some((ending, result)) = self.serve().await else {
-                match self.hibernate() {
-                    Ok(()) => return None,
-                    Err(awake) => self = awake,
-                }
-                continue;
+            if let Some((ending, result)) = self.serve().await {
+                return Some(self.end(ending, result).await);
+            }
+            self = match self.hibernate() {
+                Ok(()) => return None,
+                Err(awake) => awake,
             };
-            return Some(self.end(ending, result).await);
         }
     }
 

@@ -89,7 +89,7 @@ impl Dormitory {
     /// on serving.
     pub(super) fn put(
         &self,
-        conn: Box<Conn>,
+        mut conn: Box<Conn>,
         socket: std::net::TcpStream,
     ) -> Result<(), (Box<Conn>, std::net::TcpStream)> {
         let sleeper = {
@@ -108,12 +108,21 @@ impl Dormitory {
         let waker = Waker::from(Arc::clone(&sleeper));
         let arrived = conn.mailbox().poll_arrived(&mut Context::from_waker(&waker)).is_ready();
         let fd = socket.as_raw_fd();
-        if arrived
-            || self
+        let registered = !arrived
+            && match self
                 .registry
                 .register(&mut SourceFd(&fd), Token(sleeper.key), Interest::READABLE)
-                .is_err()
-        {
+            {
+                Ok(()) => true,
+                Err(e) => {
+                    // Trying again at every wait would spin on the error
+                    // (no memory, `max_user_watches`): it stays awake.
+                    debug!(error = %e, "socket could not join the dormitory");
+                    conn.insomniac = true;
+                    false
+                }
+            };
+        if !registered {
             *sleeper.state.lock() = State::Awake;
             self.forget(&sleeper);
             return Err((conn, socket));
@@ -180,6 +189,7 @@ impl Watch {
         let watched = self.watch();
         let left: Vec<Arc<Sleeper>> = self.dorm.sleepers.lock().drain().collect();
         for sleeper in left {
+            // Dropped (the socket closed) outside the sleeper's lock.
             let state = std::mem::replace(&mut *sleeper.state.lock(), State::Awake);
             drop(state);
         }
@@ -251,7 +261,7 @@ impl Sleeper {
                 State::Awake => return,
             }
         };
-        let Asleep { conn, socket, span, .. } = asleep;
+        let Asleep { conn, socket, span } = asleep;
         let dorm = Arc::clone(&conn.node.dorm);
         dorm.evict(self, &socket);
         NodeStats::dec(&conn.node.stats.clients_hibernating);
@@ -277,10 +287,7 @@ impl Conn {
     /// what woke it may be bytes the reactor, which has just been given the
     /// socket, has yet to report.
     async fn wake(mut self: Box<Self>, socket: std::net::TcpStream) {
-        if let Err(e) = self.io.restore_tcp(socket) {
-            // The connection ends on its first read, through the usual path.
-            debug!(error = %e, "socket could not rejoin the reactor");
-        }
+        self.rejoin(socket);
         self.woke();
         if let Some(ended) = self.serve_on().await {
             super::closed(ended);
@@ -305,11 +312,18 @@ impl Conn {
         };
         let dorm = Arc::clone(&self.node.dorm);
         dorm.put(self, socket).map_err(|(mut conn, socket)| {
-            if let Err(e) = conn.io.restore_tcp(socket) {
-                debug!(error = %e, "socket could not rejoin the reactor");
-            }
+            conn.rejoin(socket);
             conn
         })
+    }
+
+    /// Gives the socket back to the connection and tokio's reactor. If the
+    /// reactor refuses it, the connection ends on its next read, through
+    /// the usual path.
+    fn rejoin(&mut self, socket: std::net::TcpStream) {
+        if let Err(e) = self.io.restore_tcp(socket) {
+            debug!(error = %e, "socket could not rejoin the reactor");
+        }
     }
 }
 
