@@ -18,6 +18,7 @@ mod config;
 mod lb_failure;
 mod lb_inbound;
 mod lb_limits;
+mod lb_pass;
 mod lb_reload;
 mod lb_sched;
 mod lb_sticky;

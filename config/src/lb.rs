@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -204,6 +205,11 @@ pub struct Member {
     pub name: String,
     /// `host:port` (an IP or a DNS name, resolved at connect time).
     pub address: String,
+    /// The `handover_socket` of the node listener at `address`, when that
+    /// node runs on this host in another process: plain TCP clients
+    /// without a bandwidth class are passed to it, socket and all, instead
+    /// of relayed. Health checks still go to `address`.
+    pub handover_socket: Option<PathBuf>,
 }
 
 /// Per-client limits for the clients a class matches.

@@ -344,6 +344,10 @@ pub struct Listener {
     pub tls: Option<TlsFiles>,
     /// Expect a PROXY protocol v1/v2 header first (a load balancer in front).
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// A Unix socket where a `skerry lb` on this host, running as the same
+    /// user, passes this listener its clients' sockets instead of relaying
+    /// them (`tcp` listeners only).
+    pub handover_socket: Option<PathBuf>,
 }
 
 /// `proxy_protocol` on a listener.

@@ -139,6 +139,7 @@ pub(crate) struct RawListener {
     pub(crate) websocket_path: Option<String>,
     pub(crate) tls: Option<RawTlsSpec>,
     pub(crate) proxy_protocol: Option<RawProxy>,
+    pub(crate) handover_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,6 +219,7 @@ pub(crate) struct RawHealthCheck {
 pub(crate) struct RawMember {
     pub(crate) name: String,
     pub(crate) address: Text,
+    pub(crate) handover_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -27,6 +27,7 @@ use crate::classes::Classes;
 use crate::handoff::LocalBackends;
 use crate::limits::{Caps, ConnectRates};
 use crate::metrics::{Metrics, Outcome, Refusal};
+use crate::pass::PlainSocket;
 use crate::pool::PoolState;
 use crate::prefixed::Prefixed;
 use crate::proxy_in;
@@ -188,7 +189,7 @@ impl ListenerApp {
     /// Reads the CONNECT, then hands over to the session.
     async fn sniff<S>(&self, mut client: S, mut buf: BytesMut, tls: Option<TlsInfo>, conn: Conn) -> Outcome
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + PlainSocket + Unpin + Send + 'static,
     {
         let max = self.core.max_connect_size;
         let read = timeout(self.core.sniff_timeout, mqtt::read_connect(&mut client, &mut buf, max)).await;

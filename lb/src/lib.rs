@@ -11,7 +11,8 @@
 //! certificate details) and the CONNECT replayed to the backend -> bytes
 //! relayed both ways under per-connection bandwidth limits, or, for a
 //! backend listener in the same process, the client handed over to it
-//! ([`LocalBackends`]). A client refused after its CONNECT gets a CONNACK
+//! ([`LocalBackends`]), and for a node in another process on this host,
+//! the client's socket passed to it over its `handover_socket`. A client refused after its CONNECT gets a CONNACK
 //! with the reason in its own protocol version.
 //!
 //! ```no_run
@@ -35,6 +36,7 @@ mod health;
 mod limits;
 mod metrics;
 mod mqtt;
+mod pass;
 mod pool;
 mod prefixed;
 mod proxy_in;

@@ -132,6 +132,9 @@ pub struct MetricsSnapshot {
     /// Sessions handed to a broker node in this process instead of
     /// relayed (also in `connections` as proxied).
     pub handed_off: u64,
+    /// Sessions whose socket was passed to a node in another process on
+    /// this host (also in `connections` as proxied).
+    pub passed: u64,
 }
 
 impl MetricsSnapshot {
@@ -159,6 +162,7 @@ pub(crate) struct Metrics {
     pub(crate) bytes_to_clients: AtomicU64,
     tls_failures: AtomicU64,
     pub(crate) handed_off: AtomicU64,
+    pub(crate) passed: AtomicU64,
 }
 
 impl Metrics {
@@ -207,6 +211,7 @@ impl Metrics {
             bytes_to_clients: self.bytes_to_clients.load(Relaxed),
             tls_handshake_failures: self.tls_failures.load(Relaxed),
             handed_off: self.handed_off.load(Relaxed),
+            passed: self.passed.load(Relaxed),
         }
     }
 }

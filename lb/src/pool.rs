@@ -13,6 +13,7 @@ use skerry_config::{Balance, Compat, HealthCheck, Member, OnMarkedDown, Pool, Pr
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::pass::NodeLink;
 use crate::ring::Ring;
 
 /// One member of a pool.
@@ -22,6 +23,8 @@ pub(crate) struct Backend {
     pub(crate) name: Arc<str>,
     /// `host:port`, resolved at each connect.
     pub(crate) address: String,
+    /// The node's handover socket, when it runs on this host.
+    pub(crate) handover: Option<NodeLink>,
     healthy: AtomicBool,
     draining: AtomicBool,
     active: AtomicU64,
@@ -55,11 +58,12 @@ pub struct BackendStatus {
 }
 
 impl Backend {
-    fn new(pool: Arc<str>, name: &str, address: &str) -> Backend {
+    fn new(pool: Arc<str>, member: &Member) -> Backend {
         Backend {
             pool,
-            name: name.into(),
-            address: address.to_owned(),
+            name: member.name.as_str().into(),
+            address: member.address.clone(),
+            handover: member.handover_socket.clone().map(NodeLink::new),
             // Like HAProxy and pingora: up until the checks say otherwise,
             // so a starting balancer serves at once. The first probe runs
             // immediately.
@@ -71,6 +75,13 @@ impl Backend {
             retired: AtomicBool::new(false),
             evict: watch::channel(0).0,
         }
+    }
+
+    /// Whether this is the backend `member` configures.
+    fn is(&self, member: &Member) -> bool {
+        *self.name == *member.name
+            && self.address == member.address
+            && self.handover.as_ref().map(NodeLink::path) == member.handover_socket.as_deref()
     }
 
     pub(crate) fn is_healthy(&self) -> bool {
@@ -205,7 +216,7 @@ impl PoolState {
         let members = pool
             .members
             .iter()
-            .map(|m| Arc::new(Backend::new(Arc::clone(&name), &m.name, &m.address)))
+            .map(|m| Arc::new(Backend::new(Arc::clone(&name), m)))
             .collect();
         PoolState {
             balance: pool.balance,
@@ -232,7 +243,8 @@ impl PoolState {
         self.members().list.iter().find(|b| &*b.name == name).cloned()
     }
 
-    /// Takes a reloaded member list. A member whose name and address stay
+    /// Takes a reloaded member list. A member whose name, address and
+    /// handover socket stay
     /// keeps its health, drain flag and counts; a new one starts up (like
     /// at start); a removed one takes no new client, its sessions go on
     /// until they end, and its health check stops. Returns the members
@@ -243,9 +255,9 @@ impl PoolState {
         let list: Vec<Arc<Backend>> = configured
             .iter()
             .map(|m| {
-                let kept = old.list.iter().find(|b| *b.name == *m.name && b.address == m.address);
+                let kept = old.list.iter().find(|b| b.is(m));
                 kept.cloned().unwrap_or_else(|| {
-                    let b = Arc::new(Backend::new(Arc::clone(&self.name), &m.name, &m.address));
+                    let b = Arc::new(Backend::new(Arc::clone(&self.name), m));
                     added.push(Arc::clone(&b));
                     b
                 })
@@ -310,6 +322,7 @@ mod tests {
             .map(|n| Member {
                 name: (*n).to_owned(),
                 address: format!("{n}.invalid:1883"),
+                handover_socket: None,
             })
             .collect();
         PoolState::new(&Pool {

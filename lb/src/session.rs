@@ -5,6 +5,7 @@
 //! refused here gets a CONNACK saying why, in its protocol version.
 
 use std::net::IpAddr;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use skerry_codec::{Connect, ProtocolVersion};
 use skerry_config::Balance;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn, Span};
 
 use crate::app::{Conn, ListenerApp};
@@ -21,7 +23,8 @@ use crate::classes::Identity;
 use crate::handoff::{ClientStream, Handoff, Held, LocalBackends, LocalPlace};
 use crate::limits::CapGuard;
 use crate::metrics::{Outcome, Refusal};
-use crate::pool::Lease;
+use crate::pass::PlainSocket;
+use crate::pool::{Backend, Lease};
 use crate::splice::{self, Relay, COPY_BUF_MAX};
 use crate::tls::TlsInfo;
 use crate::{mqtt, proxy_out};
@@ -32,6 +35,8 @@ enum Link {
     Relay(TcpStream),
     /// Room at a broker listener in this process.
     Local(Box<dyn LocalPlace>),
+    /// The lease's backend, a node on this host taking passed sockets.
+    Pass,
 }
 
 /// A client allowed through, with its backend.
@@ -64,10 +69,11 @@ impl ListenerApp {
         conn: Conn,
     ) -> Outcome
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + PlainSocket + Unpin + Send + 'static,
     {
         let version = connect.protocol;
-        let admitted = match self.admit(&connect, tls.as_ref(), &conn).await {
+        let passable = client.plain_socket().is_some();
+        let admitted = match self.admit(&connect, tls.as_ref(), &conn, passable).await {
             Ok(a) => a,
             Err(reason) => return self.refuse(&mut client, version, reason).await,
         };
@@ -103,6 +109,23 @@ impl ListenerApp {
                 debug!("session handed to the node");
                 return Outcome::Proxied;
             }
+            Link::Pass => {
+                let node = Arc::clone(&admitted.lease.backend);
+                let mut first_bytes = header.clone();
+                first_bytes.extend_from_slice(&buf);
+                if let Some((closed, socket)) = self.pass(&node, &client, &first_bytes, &conn).await {
+                    drop(client);
+                    self.passed(closed, socket, admitted, &conn).await;
+                    return Outcome::Proxied;
+                }
+                match node.connect_within(self.pool.connect_timeout).await {
+                    Ok(backend) => backend,
+                    Err(error) => {
+                        warn!(backend = %node.name, address = %node.address, %error, "backend connect failed");
+                        return self.refuse(&mut client, version, Refusal::BackendUnreachable).await;
+                    }
+                }
+            }
         };
         if let Err(error) = send_first_bytes(&mut backend, header, &buf).await {
             warn!(%error, "backend closed before taking the CONNECT");
@@ -129,9 +152,69 @@ impl ListenerApp {
         Outcome::Proxied
     }
 
+    /// Passes the client's socket to `node` over its handover socket; what
+    /// completes when the session closes there, and the balancer's
+    /// duplicate of the socket. `None`: not passed, to be relayed.
+    async fn pass<S: PlainSocket>(
+        &self,
+        node: &Backend,
+        client: &S,
+        first_bytes: &[u8],
+        conn: &Conn,
+    ) -> Option<(oneshot::Receiver<()>, OwnedFd)> {
+        let link = node.handover.as_ref()?;
+        let socket = client.plain_socket()?;
+        let passed = match socket.try_clone_to_owned() {
+            Ok(duplicate) => link
+                .pass(conn.id, conn.addrs.client, first_bytes, socket)
+                .await
+                .map(|closed| (closed, duplicate))
+                .map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        passed
+            .inspect_err(
+                |error| warn!(backend = %node.name, %error, "passing the client to the node failed, relaying it"),
+            )
+            .ok()
+    }
+
+    /// Holds a passed session's place until the node reports it closed.
+    /// Ending it here (eviction, drain) shuts its socket down both ways:
+    /// the node reads the end of the stream and closes it.
+    async fn passed(&self, closed: oneshot::Receiver<()>, socket: OwnedFd, admitted: Admitted, conn: &Conn) {
+        self.core.metrics.passed.fetch_add(1, Relaxed);
+        debug!("session passed to the node");
+        let ending = splice::ended_outside(
+            admitted.lease.evicted.clone(),
+            conn.shutdown.clone(),
+            self.core.drain_delay(conn.id),
+        );
+        tokio::pin!(closed);
+        tokio::select! {
+            _ = &mut closed => info!(end = "closed", "passed session ended"),
+            end = ending => {
+                info!(end = end.as_str(), "passed session ended by the balancer");
+                if let Err(error) = rustix::net::shutdown(&socket, rustix::net::Shutdown::Both) {
+                    debug!(%error, "passed socket already closed");
+                }
+                let _ = closed.await;
+            }
+        }
+        drop(socket);
+        drop(admitted);
+    }
+
     /// Caps first (they cost nothing to give back), then the class's
-    /// connect rate, then a backend.
-    async fn admit(&self, connect: &Connect, tls: Option<&TlsInfo>, conn: &Conn) -> Result<Admitted, Refusal> {
+    /// connect rate, then a backend. `passable`: the client's socket could
+    /// be passed to a node on this host.
+    async fn admit(
+        &self,
+        connect: &Connect,
+        tls: Option<&TlsInfo>,
+        conn: &Conn,
+        passable: bool,
+    ) -> Result<Admitted, Refusal> {
         if *conn.shutdown.borrow() {
             return Err(Refusal::ShuttingDown);
         }
@@ -155,12 +238,9 @@ impl ListenerApp {
             .and_then(|c| c.bandwidth_out)
             .map(|bw| Throttle::new(bw, COPY_BUF_MAX));
         // Bandwidth limits live in the relay.
-        let local = self
-            .core
-            .local
-            .as_deref()
-            .filter(|_| to_backend.is_none() && to_client.is_none());
-        let (link, lease) = self.connect_backend(&key, local).await?;
+        let unthrottled = to_backend.is_none() && to_client.is_none();
+        let local = self.core.local.as_deref().filter(|_| unthrottled);
+        let (link, lease) = self.connect_backend(&key, local, passable && unthrottled).await?;
         Ok(Admitted {
             link,
             lease,
@@ -172,8 +252,14 @@ impl ListenerApp {
     }
 
     /// Tries the pool's candidates in order until one takes the client: a
-    /// `local` listener with room, or a backend that connects.
-    async fn connect_backend(&self, key: &[u8], local: Option<&dyn LocalBackends>) -> Result<(Link, Lease), Refusal> {
+    /// `local` listener with room, a node to pass the client's socket to
+    /// (`passable`), or a backend that connects.
+    async fn connect_backend(
+        &self,
+        key: &[u8],
+        local: Option<&dyn LocalBackends>,
+        passable: bool,
+    ) -> Result<(Link, Lease), Refusal> {
         let candidates = self.pool.candidates(key);
         if candidates.is_empty() {
             return Err(Refusal::NoBackend);
@@ -182,6 +268,10 @@ impl ListenerApp {
             if let Some(place) = local.and_then(|l| l.reserve(&backend.address)) {
                 Span::current().record("backend", &*backend.name);
                 return Ok((Link::Local(place), backend.lease()));
+            }
+            if passable && backend.handover.is_some() {
+                Span::current().record("backend", &*backend.name);
+                return Ok((Link::Pass, backend.lease()));
             }
             match backend.connect_within(self.pool.connect_timeout).await {
                 Ok(stream) => {

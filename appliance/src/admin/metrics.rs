@@ -189,6 +189,13 @@ impl Collector for LbCollector {
         )?;
         family(
             &mut encoder,
+            "lb_sessions_passed",
+            "sessions whose socket was passed to a node in another process",
+            MetricType::Counter,
+            &one(m.passed),
+        )?;
+        family(
+            &mut encoder,
             "lb_tls_handshake_failures",
             "failed TLS handshakes",
             MetricType::Counter,

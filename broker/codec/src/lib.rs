@@ -8,6 +8,8 @@
 //!   balancer, which only needs the first packet.
 //! - Encoding: [`encode`] and [`encoded_len`].
 //! - Topic rules: the [`topic`] module.
+//! - The balancer's socket handover to a node in another process: the
+//!   [`handover`] module.
 //!
 //! Decoding returns `Ok(None)` until a whole packet is buffered, checks
 //! the packet size from the fixed header before anything is buffered or
@@ -42,6 +44,7 @@ mod decode;
 mod decoder;
 mod encode;
 mod error;
+pub mod handover;
 mod packet;
 mod properties;
 mod property;

@@ -11,9 +11,8 @@ use bytes::{Buf, BytesMut};
 use skerry_codec::{encode, encoded_len, DecodeError, Decoder, EncodeError, Packet, ProtocolVersion};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 
-use crate::listener::{BoxedStream, Io};
+use crate::listener::{BoxedStream, Io, Permit};
 
 /// Why a connection ended abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +70,7 @@ pub(crate) struct Framed {
     written: usize,
     /// The connection's place under its listener's `max_connections`,
     /// held as long as the socket.
-    _permit: OwnedSemaphorePermit,
+    _permit: Permit,
 }
 
 /// A connection's read and write buffers.
@@ -84,7 +83,7 @@ struct Buffers {
 impl Framed {
     /// Wraps a stream; packets larger than `max_packet_size` are refused
     /// from their fixed header.
-    pub(crate) fn new(stream: BoxedStream, max_packet_size: u32, permit: OwnedSemaphorePermit) -> Self {
+    pub(crate) fn new(stream: BoxedStream, max_packet_size: u32, permit: Permit) -> Self {
         Self {
             stream,
             bufs: None,

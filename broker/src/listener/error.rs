@@ -18,6 +18,16 @@ pub enum ListenerError {
         /// The underlying I/O error.
         source: io::Error,
     },
+    /// The handover socket could not be created.
+    #[error("listener `{listener}`: cannot take passed clients on {}: {source}", path.display())]
+    Handover {
+        /// Name of the listener.
+        listener: String,
+        /// The socket's path from the configuration.
+        path: std::path::PathBuf,
+        /// The underlying I/O error.
+        source: io::Error,
+    },
     /// A `tls` or `wss` listener without TLS settings.
     #[error("listener `{listener}`: transport `{transport}` needs TLS settings")]
     MissingTls {

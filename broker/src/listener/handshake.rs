@@ -13,14 +13,13 @@ use bytes::BytesMut;
 use skerry_certs::tls::ServerTls;
 use skerry_config::{ProxyProtocol, Transport};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
 use super::error::{HandshakeError, ListenerError};
 use super::stats::ListenerStats;
 use super::stream::{BoxedStream, Io, Prefixed};
-use super::{proxy, ws, Accepted};
+use super::{proxy, ws, Accepted, Permit};
 
 /// A listener's settings for the per-connection work, shared by its tasks.
 pub(super) struct Handshake {
@@ -38,9 +37,10 @@ pub(super) struct Handshake {
 pub(super) enum Arrival {
     /// Accepted on the listener's socket.
     Socket(TcpStream),
-    /// Handed over by the balancer in this process: the client's stream,
-    /// the bytes the balancer would have sent first, and this listener's
-    /// address (the one the balancer would have connected to).
+    /// Handed over by the balancer in this process, or passed by one in
+    /// another: the client's stream, the bytes the balancer would have
+    /// sent first, and this listener's address (the one the balancer would
+    /// have connected to).
     HandedOff {
         stream: BoxedStream,
         first_bytes: BytesMut,
@@ -102,7 +102,7 @@ impl Handshake {
         self: Arc<Self>,
         arrival: Arrival,
         peer: SocketAddr,
-        permit: OwnedSemaphorePermit,
+        permit: Permit,
         stats: Arc<ListenerStats>,
         handler: Arc<H>,
     ) -> impl Future<Output = ()> + Send
@@ -127,7 +127,7 @@ impl Handshake {
         self: Arc<Self>,
         arrival: Arrival,
         peer: SocketAddr,
-        permit: OwnedSemaphorePermit,
+        permit: Permit,
         stats: Arc<ListenerStats>,
     ) -> Option<Accepted> {
         let handshake_deadline = tokio::time::Instant::now() + self.timeout;

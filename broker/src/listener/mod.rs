@@ -17,9 +17,11 @@
 //! the same process hands over a client it would otherwise relay to this
 //! listener over loopback. The connection then goes through the same
 //! steps, and from there on the node reads and writes the client's own
-//! socket.
+//! socket. With a `handover_socket`, a `skerry lb` in another process on
+//! this host does the same: it passes the client's socket itself.
 
 mod error;
+mod handover;
 mod handshake;
 mod proxy;
 mod stats;
@@ -40,6 +42,7 @@ use bytes::BytesMut;
 use skerry_config::Transport;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
 pub use error::ListenerError;
@@ -47,6 +50,7 @@ pub use skerry_certs::tls::{ServerTls, TlsError};
 pub use stats::ListenerStats;
 pub use stream::{BoxedStream, Io};
 
+use handover::{Closing, Destination, HandoverSocket};
 use handshake::{Arrival, Handshake};
 
 /// Connections the kernel queues for us while the loop waits for a permit.
@@ -90,7 +94,31 @@ pub struct Accepted {
     pub handshake_deadline: tokio::time::Instant,
     /// The connection's place under `max_connections`; keep it until the
     /// connection closes.
-    pub permit: OwnedSemaphorePermit,
+    pub permit: Permit,
+}
+
+/// A connection's place under its listener's `max_connections` and, for a
+/// client a balancer in another process passed, what tells that balancer
+/// the connection has closed. Hold it as long as the connection.
+pub struct Permit {
+    _place: OwnedSemaphorePermit,
+    _passed: Option<Closing>,
+}
+
+impl Permit {
+    fn new(place: OwnedSemaphorePermit) -> Permit {
+        Permit {
+            _place: place,
+            _passed: None,
+        }
+    }
+
+    fn passed(place: OwnedSemaphorePermit, closing: Closing) -> Permit {
+        Permit {
+            _place: place,
+            _passed: Some(closing),
+        }
+    }
 }
 
 impl fmt::Debug for Accepted {
@@ -117,6 +145,9 @@ pub struct MqttListener {
     stats: Arc<ListenerStats>,
     /// Connections handed over in-process (`tcp` listeners only).
     inlet: Option<(Inlet, mpsc::Receiver<HandedOff>)>,
+    /// Where a balancer in another process passes clients.
+    handover: Option<HandoverSocket>,
+    max_packet_size: u32,
 }
 
 /// Where the balancer in this process hands a `tcp` listener a client it
@@ -142,7 +173,7 @@ struct HandedOff {
     first_bytes: BytesMut,
     peer: SocketAddr,
     local: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    permit: Permit,
 }
 
 impl Inlet {
@@ -176,7 +207,7 @@ impl InletPlace {
             first_bytes,
             peer,
             local: self.local,
-            permit: self.permit,
+            permit: Permit::new(self.permit),
         });
     }
 }
@@ -218,6 +249,14 @@ impl MqttListener {
             };
             (inlet, rx)
         });
+        let handover = match (&cfg.handover_socket, &inlet) {
+            (Some(path), Some(_)) => Some(HandoverSocket::bind(path).map_err(|source| ListenerError::Handover {
+                listener: cfg.name.clone(),
+                path: path.clone(),
+                source,
+            })?),
+            _ => None,
+        };
         Ok(MqttListener {
             tcp,
             local,
@@ -225,6 +264,8 @@ impl MqttListener {
             handshake: Arc::new(handshake),
             stats: Arc::default(),
             inlet,
+            handover,
+            max_packet_size: u32::try_from(cfg.max_packet_size.bytes()).unwrap_or(u32::MAX),
         })
     }
 
@@ -267,7 +308,19 @@ impl MqttListener {
         let handler = Arc::new(handler);
         let name = Arc::clone(self.handshake.listener());
         info!(listener = %name, addr = %self.local, "listener accepting connections");
-        let mut handed_off = self.inlet.take().map(|(_, rx)| rx);
+        let (queue, mut handed_off) = self.inlet.take().map(|(inlet, rx)| (inlet.tx, rx)).unzip();
+        // Clients passed by a balancer in another process join the queue of
+        // handed-over ones; stopped with this loop.
+        let _passing = self.handover.take().zip(queue).map(|(socket, queue)| {
+            let to = Destination {
+                listener: Arc::clone(&name),
+                queue,
+                limit: Arc::clone(&self.limit),
+                local: self.local,
+                max_message: Destination::max_message(self.max_packet_size),
+            };
+            AbortOnDropHandle::new(tokio::spawn(socket.run(to)))
+        });
         tokio::pin!(shutdown);
         loop {
             let (arrival, peer, permit) = tokio::select! {
@@ -290,8 +343,8 @@ impl MqttListener {
 
     /// Waits for a permit, then for a connection. Returns `None` only if the
     /// semaphore was closed, which this module never does.
-    async fn accept(&self) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
-        let permit = Arc::clone(&self.limit).acquire_owned().await.ok()?;
+    async fn accept(&self) -> Option<(TcpStream, SocketAddr, Permit)> {
+        let permit = Permit::new(Arc::clone(&self.limit).acquire_owned().await.ok()?);
         let mut backoff = BACKOFF_START;
         loop {
             match self.tcp.accept().await {

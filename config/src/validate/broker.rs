@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 
 use super::tls::tls;
-use super::{claim_port, Ctx};
+use super::{claim_port, claim_socket, Ctx};
 use crate::model::{AclRule, Broker, Listener, Node, ProxyProtocol, Sessions, Store, Transport};
 use crate::raw::{RawAclRule, RawBroker, RawListener, RawNode, RawProxy, RawSessions, RawStore, Text};
 use crate::span::join;
@@ -250,6 +250,20 @@ fn listener(cx: &mut Ctx<'_>, path: &str, raw: RawListener) -> Option<Listener> 
         .proxy_protocol
         .as_ref()
         .map(|p| proxy(cx, &join(path, "proxy_protocol"), p));
+    let handover_socket = raw.handover_socket.and_then(|p| {
+        let key = join(path, "handover_socket");
+        if transport != Transport::Tcp {
+            let message = format!(
+                "handover_socket only applies to transport: tcp (this listener is {})",
+                transport.as_str()
+            );
+            cx.error(&key, message);
+            return None;
+        }
+        let full = cx.unix_socket(&key, &p)?;
+        claim_socket(cx, key, &full);
+        Some(full)
+    });
     let bind = bind?;
     Some(Listener {
         name,
@@ -263,6 +277,7 @@ fn listener(cx: &mut Ctx<'_>, path: &str, raw: RawListener) -> Option<Listener> 
         websocket_path,
         tls,
         proxy_protocol,
+        handover_socket,
     })
 }
 

@@ -169,9 +169,13 @@ fn member(cx: &mut Ctx<'_>, path: &str, raw: RawMember) -> Option<Member> {
         );
         return None;
     }
+    let handover_socket = raw
+        .handover_socket
+        .and_then(|p| cx.unix_socket(&join(path, "handover_socket"), &p));
     Some(Member {
         name: raw.name,
         address,
+        handover_socket,
     })
 }
 

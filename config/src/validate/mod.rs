@@ -17,6 +17,9 @@ use crate::raw::{RawAdmin, RawConfig, Text};
 use crate::span::SpanIndex;
 use crate::units::UnitError;
 
+/// Longest path a Unix socket address holds (`sun_path` less its NUL).
+const UNIX_PATH_MAX: usize = 107;
+
 /// Collects errors while raw values are turned into validated ones.
 pub(crate) struct Ctx<'a> {
     spans: &'a SpanIndex,
@@ -24,6 +27,8 @@ pub(crate) struct Ctx<'a> {
     base: &'a Path,
     /// Every listener address seen so far, with its key path.
     binds: Vec<(SocketAddr, String)>,
+    /// Every listener's handover socket seen so far, with its key path.
+    handover_sockets: Vec<(PathBuf, String)>,
     /// The CA directory, once the `ca` section is read.
     ca_dir: PathBuf,
     pub(crate) errors: Vec<ConfigError>,
@@ -35,6 +40,7 @@ impl<'a> Ctx<'a> {
             spans,
             base,
             binds: Vec::new(),
+            handover_sockets: Vec::new(),
             ca_dir: PathBuf::new(),
             errors: Vec::new(),
         }
@@ -86,6 +92,22 @@ impl<'a> Ctx<'a> {
 
     pub(super) fn path_buf(&self, p: &Path) -> PathBuf {
         self.base.join(p)
+    }
+
+    /// A Unix socket's path, resolved; `None` (and an error) when it is
+    /// longer than a socket address holds.
+    pub(super) fn unix_socket(&mut self, path: &str, p: &Path) -> Option<PathBuf> {
+        let full = self.path_buf(p);
+        let len = full.as_os_str().len();
+        if len > UNIX_PATH_MAX {
+            let message = format!(
+                "{} is {len} bytes long; a Unix socket's path holds at most {UNIX_PATH_MAX}",
+                full.display()
+            );
+            self.error(path, message);
+            return None;
+        }
+        Some(full)
     }
 
     /// A file that must exist when the process starts.
@@ -160,6 +182,15 @@ fn check_log_filter(cx: &mut Ctx<'_>, filter: &str) {
 
 /// Two listeners cannot share a port when their addresses overlap (the
 /// same IP, or either is the wildcard address).
+/// Two listeners cannot take clients on one handover socket.
+pub(super) fn claim_socket(cx: &mut Ctx<'_>, path: String, socket: &Path) {
+    if let Some((_, other)) = cx.handover_sockets.iter().find(|(s, _)| s == socket) {
+        let message = format!("{} is already the handover socket of {other}", socket.display());
+        cx.error(&path, message);
+    }
+    cx.handover_sockets.push((socket.to_path_buf(), path));
+}
+
 pub(super) fn claim_port(cx: &mut Ctx<'_>, path: String, a: SocketAddr) {
     let overlaps = |b: &SocketAddr| {
         a.port() == b.port()

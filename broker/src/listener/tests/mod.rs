@@ -38,6 +38,7 @@ fn config(transport: Transport) -> Listener {
         websocket_path: Listener::DEFAULT_WEBSOCKET_PATH.to_owned(),
         tls: None,
         proxy_protocol: None,
+        handover_socket: None,
     }
 }
 

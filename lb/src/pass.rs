@@ -1,0 +1,211 @@
+//! Passing a client's socket to a broker node in another process on this
+//! host, instead of relaying it: the member's `handover_socket`, a Unix
+//! `SOCK_SEQPACKET` socket the node listens on. Each client goes over as
+//! one message, its TCP socket alongside (`SCM_RIGHTS`), with the bytes
+//! the node reads first (the PROXY header the pool sends, the CONNECT);
+//! from then on the node reads and writes the client's socket itself. On
+//! a core shared with the node this saves the relay's four socket writes
+//! and wake-ups per QoS 1 message; see `handoff` for the same within one
+//! process. Message format: [`skerry_codec::handover`].
+//!
+//! The balancer keeps a duplicate of the socket, unread and unwatched,
+//! and the session keeps its place under the caps and in its backend's
+//! count until the node reports it closed. Ending a session (its backend
+//! marked down under `shutdown_sessions`, its share of the drain window
+//! when the balancer stops) shuts the socket down both ways through that
+//! duplicate: the node reads the end of the stream, as after a client's
+//! close. If the node goes away, so do its sessions and the link: every
+//! session passed over the link counts as closed.
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::os::fd::BorrowedFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use skerry_codec::handover::{decode_closed, encode_pass};
+use tokio::sync::oneshot;
+use tokio_seqpacket::ancillary::AncillaryMessageWriter;
+use tokio_seqpacket::UnixSeqpacket;
+use tokio_util::task::AbortOnDropHandle;
+use tracing::{debug, info, warn};
+
+/// Largest closed-id message read at once (the node sends up to 1,024 ids).
+const CLOSED_BUF: usize = 16 * 1024;
+/// Control-message space for one descriptor.
+const CMSG_SPACE: usize = 64;
+
+/// The sessions passed over one link and not yet reported closed, each
+/// with what tells its waiting session; `None` once the link is down.
+type Open = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<()>>>>>;
+
+/// A member's handover socket, connected on first use and again after the
+/// node went away.
+#[derive(Debug)]
+pub(crate) struct NodeLink {
+    path: PathBuf,
+    link: tokio::sync::Mutex<Option<Arc<Link>>>,
+}
+
+/// One connection to the node.
+struct Link {
+    socket: Arc<UnixSeqpacket>,
+    open: Open,
+    _reader: AbortOnDropHandle<()>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").finish_non_exhaustive()
+    }
+}
+
+/// Why a client was not passed; it can still be relayed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct NotPassed(io::Error);
+
+impl NodeLink {
+    pub(crate) fn new(path: PathBuf) -> NodeLink {
+        NodeLink {
+            path,
+            link: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Passes `socket` with `first_bytes` as session `id` from `peer`.
+    /// What it returns completes when the node reports the session closed,
+    /// or the link to the node is lost.
+    pub(crate) async fn pass(
+        &self,
+        id: u64,
+        peer: SocketAddr,
+        first_bytes: &[u8],
+        socket: BorrowedFd<'_>,
+    ) -> Result<oneshot::Receiver<()>, NotPassed> {
+        let link = self.link().await.map_err(NotPassed)?;
+        let (closed_tx, closed) = oneshot::channel();
+        match link.open.lock().as_mut() {
+            Some(open) => open.insert(id, closed_tx),
+            None => return Err(NotPassed(io::Error::new(io::ErrorKind::NotConnected, "node link lost"))),
+        };
+        let msg = encode_pass(id, peer, first_bytes);
+        let mut cmsg = [0u8; CMSG_SPACE];
+        let mut ancillary = AncillaryMessageWriter::new(&mut cmsg);
+        let sent = match ancillary.add_fds(&[socket]) {
+            Ok(()) => {
+                link.socket
+                    .send_vectored_with_ancillary(&[IoSlice::new(&msg)], &mut ancillary)
+                    .await
+            }
+            Err(_) => Err(io::Error::other("no room for the descriptor")),
+        };
+        match sent {
+            Ok(n) if n == msg.len() => Ok(closed),
+            Ok(n) => Err(Self::failed(
+                &link,
+                id,
+                io::Error::other(format!("sent {n} of {} bytes", msg.len())),
+            )),
+            Err(error) => Err(Self::failed(&link, id, error)),
+        }
+    }
+
+    /// Forgets session `id`. The link stays: a node that went away is
+    /// found by the link's reader, which ends it.
+    fn failed(link: &Link, id: u64, error: io::Error) -> NotPassed {
+        if let Some(open) = link.open.lock().as_mut() {
+            open.remove(&id);
+        }
+        NotPassed(error)
+    }
+
+    /// The link, connected now if it is not (or no longer) up.
+    async fn link(&self) -> io::Result<Arc<Link>> {
+        let mut current = self.link.lock().await;
+        if let Some(link) = current.as_ref().filter(|l| l.open.lock().is_some()) {
+            return Ok(Arc::clone(link));
+        }
+        let socket = Arc::new(UnixSeqpacket::connect(&self.path).await?);
+        info!(path = %self.path.display(), "connected to the node's handover socket");
+        let open: Open = Arc::new(Mutex::new(Some(HashMap::new())));
+        let reader = tokio::spawn(read_closed(Arc::clone(&socket), Arc::clone(&open), self.path.clone()));
+        let link = Arc::new(Link {
+            socket,
+            open,
+            _reader: AbortOnDropHandle::new(reader),
+        });
+        *current = Some(Arc::clone(&link));
+        Ok(link)
+    }
+}
+
+/// Tells each passed session when the node reports it closed; when the
+/// link goes down, tells them all.
+async fn read_closed(socket: Arc<UnixSeqpacket>, open: Open, path: PathBuf) {
+    let mut buf = vec![0u8; CLOSED_BUF];
+    loop {
+        let n = match socket.recv(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(error) => {
+                debug!(path = %path.display(), %error, "handover socket read failed");
+                break;
+            }
+        };
+        let ids = match decode_closed(&buf[..n]) {
+            Ok(ids) => ids,
+            Err(error) => {
+                warn!(path = %path.display(), %error, "bad message from the node, link dropped");
+                break;
+            }
+        };
+        if let Some(open) = open.lock().as_mut() {
+            for id in ids {
+                if let Some(closed) = open.remove(&id) {
+                    let _ = closed.send(());
+                }
+            }
+        }
+    }
+    let lost = open.lock().take().map_or(0, |o| o.len());
+    warn!(path = %path.display(), sessions = lost, "link to the node's handover socket lost");
+}
+
+/// The client's own TCP socket, when the balancer's stream to the client
+/// is that socket and nothing more (no TLS, nothing buffered above it).
+pub(crate) trait PlainSocket {
+    fn plain_socket(&self) -> Option<BorrowedFd<'_>>;
+}
+
+impl PlainSocket for pingora::protocols::Stream {
+    fn plain_socket(&self) -> Option<BorrowedFd<'_>> {
+        // The balancer's listeners read unbuffered (`L4BufferSettings::
+        // unbuffered()`), so every byte read from the socket is ours.
+        let l4 = (**self)
+            .as_any()
+            .downcast_ref::<pingora::protocols::l4::stream::Stream>()?;
+        Some(borrow_socket(l4))
+    }
+}
+
+impl<S> PlainSocket for tokio_rustls::server::TlsStream<S> {
+    fn plain_socket(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+}
+
+/// pingora's stream owns its socket but offers only `AsRawFd`.
+#[allow(unsafe_code)]
+fn borrow_socket(l4: &pingora::protocols::l4::stream::Stream) -> BorrowedFd<'_> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is the one `l4` owns and keeps open for as
+    // long as it lives, and the borrow cannot outlive `l4`.
+    unsafe { BorrowedFd::borrow_raw(l4.as_raw_fd()) }
+}
