@@ -160,6 +160,7 @@ P_LB_NODE=$(freeport); P_LB_MQ=$(freeport); P_LB_TLS=$(freeport)     # `skerry l
 P_HA_NODE=$(freeport); P_HA_MQ=$(freeport); P_HA_TLS=$(freeport)     # haproxy
 P_LBB_NODE=$(freeport); P_LBB_MQ=$(freeport); P_LBB_TLS=$(freeport)  # `skerry lb`, scheduling: batch
 P_HAB_NODE=$(freeport); P_HAB_MQ=$(freeport); P_HAB_TLS=$(freeport)  # haproxy under chrt --batch
+P_LBP_NODE=$(freeport)                                               # `skerry lb` passing sockets to the node
 
 # ---------------------------------------------------------------- certificates
 CA=$OUT/ca
@@ -223,7 +224,8 @@ EOF
 
 cat > "$OUT/skerry-node6.yaml" <<EOF
 # Issue 6 backend: a Skerry node with a direct listener and one that takes
-# PROXY v2 from the balancers.
+# PROXY v2 from the balancers, and clients' sockets passed by \`skerry lb\`
+# on its handover socket.
 broker:
 $SESS
   nodes:
@@ -237,6 +239,7 @@ $SESS
           proxy_protocol:
             trusted: [127.0.0.1/32]
             use_cn_as_username: true
+          handover_socket: $OUT/node6.sock
 EOF
 
 cat > "$OUT/skerry-lb.yaml" <<EOF
@@ -327,6 +330,26 @@ sed -e 's/^lb:$/lb:\n  scheduling: batch/' "$OUT/skerry-lb.yaml" |
   batch_ports "$P_LB_NODE" "$P_LB_MQ" "$P_LB_TLS" "$P_LBB_NODE" "$P_LBB_MQ" "$P_LBB_TLS" > "$OUT/skerry-lb-batch.yaml"
 batch_ports "$P_HA_NODE" "$P_HA_MQ" "$P_HA_TLS" "$P_HAB_NODE" "$P_HAB_MQ" "$P_HAB_TLS" < "$OUT/haproxy.cfg" > "$OUT/haproxy-batch.cfg"
 
+# \`skerry lb\` in front of the same node listener, passing plain clients'
+# sockets to the node over its handover socket instead of relaying them
+# (the node on this host, in a process of its own). Health checks, PROXY
+# v2 and stickiness as in the relaying balancer.
+cat > "$OUT/skerry-lb-pass.yaml" <<EOF
+lb:
+  listeners:
+    - name: to-node
+      bind: 127.0.0.1:$P_LBP_NODE
+      pool: node
+  pools:
+    - name: node
+      balance: client_id
+      proxy_protocol: v2
+      members:
+        - name: backend
+          address: 127.0.0.1:$P_N6_PROXY
+          handover_socket: $OUT/node6.sock
+EOF
+
 cat > "$OUT/mosquitto.conf" <<EOF
 # Mosquitto 2.0 with the fair settings (its defaults drop under load).
 listener $P_MQ 127.0.0.1
@@ -353,8 +376,9 @@ start skerry-lb     "$SKERRY" lb -c "$OUT/skerry-lb.yaml";       PID_LB=$LASTPID
 start haproxy       haproxy -db -f "$OUT/haproxy.cfg";           PID_HA=$LASTPID
 start skerry-lb-batch "$SKERRY" lb -c "$OUT/skerry-lb-batch.yaml"
 start haproxy-batch chrt --batch 0 haproxy -db -f "$OUT/haproxy-batch.cfg"
+start skerry-lb-pass "$SKERRY" lb -c "$OUT/skerry-lb-pass.yaml"
 for p in $P_SK $P_MQ $P_SL_DIRECT $P_SL_LB $P_N6_DIRECT $P_LB_NODE $P_LB_MQ $P_LB_TLS $P_HA_NODE $P_HA_MQ $P_HA_TLS \
-         $P_LBB_NODE $P_LBB_MQ $P_LBB_TLS $P_HAB_NODE $P_HAB_MQ $P_HAB_TLS; do
+         $P_LBB_NODE $P_LBB_MQ $P_LBB_TLS $P_HAB_NODE $P_HAB_MQ $P_HAB_TLS $P_LBP_NODE; do
   wait_port "$p" || exit 1
 done
 [ "$HAVE_RUMQTTD" = 1 ] && { wait_port "$P_RQ" || HAVE_RUMQTTD=0; }
@@ -410,7 +434,7 @@ fi
 if [ "$ONLY" != i7 ]; then
 log "=== issue 6: fan-in QoS 1 through the balancers vs direct, $I6_ROUNDS interleaved rounds"
 I6_NODE=("node-direct $P_N6_DIRECT" "skerry-lb-to-node $P_LB_NODE" "haproxy-to-node $P_HA_NODE"
-         "skerry-lb-batch-to-node $P_LBB_NODE" "haproxy-batch-to-node $P_HAB_NODE")
+         "skerry-lb-batch-to-node $P_LBB_NODE" "haproxy-batch-to-node $P_HAB_NODE" "skerry-lb-pass-to-node $P_LBP_NODE")
 I6_MQ=("mosquitto-direct $P_MQ" "skerry-lb-to-mosq $P_LB_MQ" "haproxy-to-mosq $P_HA_MQ"
        "skerry-lb-batch-to-mosq $P_LBB_MQ" "haproxy-batch-to-mosq $P_HAB_MQ")
 for r in $(seq "$I6_ROUNDS"); do

@@ -114,7 +114,7 @@ mod tests {
         for peer in ["10.1.2.3:40000", "[2001:db8::7]:1883", "[::ffff:10.0.0.1]:9"] {
             let peer: SocketAddr = peer.parse().unwrap();
             let msg = encode_pass(u64::MAX - 5, peer, b"\x10\x0fMQTT");
-            assert_eq!(msg.len(), PASS_HEADER_LEN + 7);
+            assert_eq!(msg.len(), PASS_HEADER_LEN + 6);
             let pass = decode_pass(&msg).unwrap();
             assert_eq!(pass.id, u64::MAX - 5);
             assert_eq!(pass.peer, peer);

@@ -2,6 +2,7 @@
 //! WebSocket clients and certificates generated at test time.
 
 mod handed_off;
+mod handover;
 mod pki;
 mod proxy_header;
 mod tcp;
