@@ -23,10 +23,12 @@ use std::net::SocketAddr;
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use skerry_codec::handover::{decode_closed, encode_pass};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tokio_seqpacket::ancillary::AncillaryMessageWriter;
 use tokio_seqpacket::UnixSeqpacket;
 use tokio_util::task::AbortOnDropHandle;
@@ -36,6 +38,8 @@ use tracing::{debug, info, warn};
 const CLOSED_BUF: usize = 16 * 1024;
 /// Control-message space for one descriptor.
 const CMSG_SPACE: usize = 64;
+/// Pause after a failed connect to the node's socket.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// The sessions passed over one link and not yet reported closed, each
 /// with what tells its waiting session; `None` once the link is down.
@@ -46,7 +50,15 @@ type Open = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<()>>>>>;
 #[derive(Debug)]
 pub(crate) struct NodeLink {
     path: PathBuf,
-    link: tokio::sync::Mutex<Option<Arc<Link>>>,
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    link: Option<Arc<Link>>,
+    /// After a failed connect, none is tried again before this instant:
+    /// meanwhile clients are relayed without a word in the log each.
+    retry_at: Option<Instant>,
 }
 
 /// One connection to the node.
@@ -64,14 +76,21 @@ impl std::fmt::Debug for Link {
 
 /// Why a client was not passed; it can still be relayed.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct NotPassed(io::Error);
+pub(crate) enum NotPassed {
+    /// The node's socket could not be reached lately (logged once per
+    /// try, not per client).
+    #[error("the node's handover socket is unreachable")]
+    Unreachable,
+    /// This client could not be sent.
+    #[error("{0}")]
+    Failed(io::Error),
+}
 
 impl NodeLink {
     pub(crate) fn new(path: PathBuf) -> NodeLink {
         NodeLink {
             path,
-            link: tokio::sync::Mutex::new(None),
+            state: tokio::sync::Mutex::default(),
         }
     }
 
@@ -79,7 +98,8 @@ impl NodeLink {
         &self.path
     }
 
-    /// Passes `socket` with `first_bytes` as session `id` from `peer`.
+    /// Passes `socket` with `first_bytes` as session `id` from `peer`,
+    /// within `limit` (the node takes no more while at `max_connections`).
     /// What it returns completes when the node reports the session closed,
     /// or the link to the node is lost.
     pub(crate) async fn pass(
@@ -88,21 +108,26 @@ impl NodeLink {
         peer: SocketAddr,
         first_bytes: &[u8],
         socket: BorrowedFd<'_>,
+        limit: Duration,
     ) -> Result<oneshot::Receiver<()>, NotPassed> {
-        let link = self.link().await.map_err(NotPassed)?;
+        let link = self.link().await?;
         let (closed_tx, closed) = oneshot::channel();
         match link.open.lock().as_mut() {
             Some(open) => open.insert(id, closed_tx),
-            None => return Err(NotPassed(io::Error::new(io::ErrorKind::NotConnected, "node link lost"))),
+            None => return Err(NotPassed::Unreachable),
         };
         let msg = encode_pass(id, peer, first_bytes);
         let mut cmsg = [0u8; CMSG_SPACE];
         let mut ancillary = AncillaryMessageWriter::new(&mut cmsg);
         let sent = match ancillary.add_fds(&[socket]) {
             Ok(()) => {
-                link.socket
-                    .send_vectored_with_ancillary(&[IoSlice::new(&msg)], &mut ancillary)
+                let bufs = [IoSlice::new(&msg)];
+                let send = link.socket.send_vectored_with_ancillary(&bufs, &mut ancillary);
+                // A message is sent whole or not at all: on the deadline,
+                // the node never got this one.
+                tokio::time::timeout(limit, send)
                     .await
+                    .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "the node took no client")))
             }
             Err(_) => Err(io::Error::other("no room for the descriptor")),
         };
@@ -123,16 +148,31 @@ impl NodeLink {
         if let Some(open) = link.open.lock().as_mut() {
             open.remove(&id);
         }
-        NotPassed(error)
+        NotPassed::Failed(error)
     }
 
     /// The link, connected now if it is not (or no longer) up.
-    async fn link(&self) -> io::Result<Arc<Link>> {
-        let mut current = self.link.lock().await;
-        if let Some(link) = current.as_ref().filter(|l| l.open.lock().is_some()) {
+    async fn link(&self) -> Result<Arc<Link>, NotPassed> {
+        let mut state = self.state.lock().await;
+        if let Some(link) = state.link.as_ref().filter(|l| l.open.lock().is_some()) {
             return Ok(Arc::clone(link));
         }
-        let socket = Arc::new(UnixSeqpacket::connect(&self.path).await?);
+        state.link = None;
+        if state.retry_at.is_some_and(|at| Instant::now() < at) {
+            return Err(NotPassed::Unreachable);
+        }
+        let socket = match UnixSeqpacket::connect(&self.path).await {
+            Ok(socket) => Arc::new(socket),
+            Err(error) => {
+                warn!(
+                    path = %self.path.display(),
+                    %error,
+                    "cannot reach the node's handover socket; relaying its clients, next try in 1 s"
+                );
+                state.retry_at = Some(Instant::now() + RETRY_PAUSE);
+                return Err(NotPassed::Unreachable);
+            }
+        };
         info!(path = %self.path.display(), "connected to the node's handover socket");
         let open: Open = Arc::new(Mutex::new(Some(HashMap::new())));
         let reader = tokio::spawn(read_closed(Arc::clone(&socket), Arc::clone(&open), self.path.clone()));
@@ -141,7 +181,8 @@ impl NodeLink {
             open,
             _reader: AbortOnDropHandle::new(reader),
         });
-        *current = Some(Arc::clone(&link));
+        state.link = Some(Arc::clone(&link));
+        state.retry_at = None;
         Ok(link)
     }
 }

@@ -23,7 +23,7 @@ use crate::classes::Identity;
 use crate::handoff::{ClientStream, Handoff, Held, LocalBackends, LocalPlace};
 use crate::limits::CapGuard;
 use crate::metrics::{Outcome, Refusal};
-use crate::pass::PlainSocket;
+use crate::pass::{NotPassed, PlainSocket};
 use crate::pool::{Backend, Lease};
 use crate::splice::{self, Relay, COPY_BUF_MAX};
 use crate::tls::TlsInfo;
@@ -164,19 +164,22 @@ impl ListenerApp {
     ) -> Option<(oneshot::Receiver<()>, OwnedFd)> {
         let link = node.handover.as_ref()?;
         let socket = client.plain_socket()?;
-        let passed = match socket.try_clone_to_owned() {
-            Ok(duplicate) => link
-                .pass(conn.id, conn.addrs.client, first_bytes, socket)
-                .await
-                .map(|closed| (closed, duplicate))
-                .map_err(|e| e.to_string()),
-            Err(error) => Err(error.to_string()),
+        let duplicate = match socket.try_clone_to_owned() {
+            Ok(duplicate) => duplicate,
+            Err(error) => {
+                warn!(backend = %node.name, %error, "cannot keep the client's socket, relaying it");
+                return None;
+            }
         };
-        passed
-            .inspect_err(
-                |error| warn!(backend = %node.name, %error, "passing the client to the node failed, relaying it"),
-            )
-            .ok()
+        let limit = self.pool.connect_timeout;
+        match link.pass(conn.id, conn.addrs.client, first_bytes, socket, limit).await {
+            Ok(closed) => Some((closed, duplicate)),
+            Err(NotPassed::Unreachable) => None,
+            Err(error) => {
+                warn!(backend = %node.name, %error, "passing the client to the node failed, relaying it");
+                None
+            }
+        }
     }
 
     /// Holds a passed session's place until the node reports it closed.
