@@ -6,7 +6,8 @@
 //! from then on the node reads and writes the client's socket itself. On
 //! a core shared with the node this saves the relay's four socket writes
 //! and wake-ups per QoS 1 message; see `handoff` for the same within one
-//! process. Message format: [`skerry_codec::handover`].
+//! process. Message format: [`skerry_codec::handover`]. Sockets go only to
+//! a process of the balancer's own user, or root (`SO_PEERCRED`).
 //!
 //! The balancer keeps a duplicate of the socket, unread and unwatched,
 //! and the session keeps its place under the caps and in its backend's
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use skerry_codec::handover::{decode_closed, encode_pass};
+use skerry_codec::handover::{decode_closed, encode_pass, peer_allowed};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_seqpacket::ancillary::AncillaryMessageWriter;
@@ -151,6 +152,18 @@ impl NodeLink {
         NotPassed::Failed(error)
     }
 
+    /// Connects to the node's socket, if a process of this user (or root)
+    /// listens there: clients' sockets go to nobody else.
+    async fn connect(&self) -> io::Result<UnixSeqpacket> {
+        let socket = UnixSeqpacket::connect(&self.path).await?;
+        let uid = socket.peer_cred()?.uid();
+        if !peer_allowed(uid, rustix::process::getuid().as_raw()) {
+            let message = format!("the process listening there runs as uid {uid}, another user");
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, message));
+        }
+        Ok(socket)
+    }
+
     /// The link, connected now if it is not (or no longer) up.
     async fn link(&self) -> Result<Arc<Link>, NotPassed> {
         let mut state = self.state.lock().await;
@@ -161,13 +174,13 @@ impl NodeLink {
         if state.retry_at.is_some_and(|at| Instant::now() < at) {
             return Err(NotPassed::Unreachable);
         }
-        let socket = match UnixSeqpacket::connect(&self.path).await {
+        let socket = match self.connect().await {
             Ok(socket) => Arc::new(socket),
             Err(error) => {
                 warn!(
                     path = %self.path.display(),
                     %error,
-                    "cannot reach the node's handover socket; relaying its clients, next try in 1 s"
+                    "cannot use the node's handover socket; relaying its clients, next try in 1 s"
                 );
                 state.retry_at = Some(Instant::now() + RETRY_PAUSE);
                 return Err(NotPassed::Unreachable);

@@ -51,6 +51,14 @@ pub enum HandoverError {
     Ids(usize),
 }
 
+/// Whether the process at the other end of a handover socket, running as
+/// `peer_uid`, may be trusted by one running as `own_uid`: the same user,
+/// or root. Both ends check (`SO_PEERCRED`): the node, that no other user
+/// passes it clients; the balancer, that no other user receives them.
+pub fn peer_allowed(peer_uid: u32, own_uid: u32) -> bool {
+    peer_uid == 0 || peer_uid == own_uid
+}
+
 /// The message passing one client; its socket goes alongside.
 pub fn encode_pass(id: u64, peer: SocketAddr, first_bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(PASS_HEADER_LEN + first_bytes.len());
@@ -133,6 +141,15 @@ mod tests {
         let mut family = good;
         family[9] = 5;
         assert_eq!(decode_pass(&family), Err(HandoverError::Family(5)));
+    }
+
+    #[test]
+    fn only_the_same_user_or_root_is_trusted() {
+        assert!(peer_allowed(1000, 1000));
+        assert!(peer_allowed(0, 1000));
+        assert!(peer_allowed(0, 0));
+        assert!(!peer_allowed(1001, 1000));
+        assert!(!peer_allowed(1000, 0), "root trusts only root");
     }
 
     #[test]

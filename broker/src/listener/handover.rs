@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use skerry_codec::handover::{decode_pass, encode_closed, PASS_HEADER_LEN};
+use skerry_codec::handover::{decode_pass, encode_closed, peer_allowed, PASS_HEADER_LEN};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -143,17 +143,12 @@ fn listened_on(path: &Path) -> io::Result<bool> {
     }
 }
 
-/// Whether a peer of these credentials may pass clients: this user, or root.
-fn allowed(uid: u32) -> bool {
-    uid == 0 || uid == rustix::process::getuid().as_raw()
-}
-
 /// One balancer's clients, until it disconnects or sends what cannot be
 /// read (it is then cut off: the sessions it still counts are the ones it
 /// passed before).
 async fn take_clients(socket: UnixSeqpacket, to: Arc<Destination>) {
     match socket.peer_cred() {
-        Ok(cred) if allowed(cred.uid()) => {}
+        Ok(cred) if peer_allowed(cred.uid(), rustix::process::getuid().as_raw()) => {}
         Ok(cred) => {
             warn!(listener = %to.listener, uid = cred.uid(), "handover from another user refused");
             return;
