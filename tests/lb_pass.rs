@@ -155,3 +155,23 @@ async fn without_the_nodes_handover_socket_the_client_is_relayed() {
     lb.shutdown().await;
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_node_that_stops_leaves_no_session_counted_at_the_balancer() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("n1.sock");
+    let node = node(Some(&socket)).await;
+    let lb = start_lb(&lb_yaml(0, "", node.tcp(), &socket), Path::new("."));
+    let (mut sub, mut publisher) = pair(lb_addr(&lb), "stop").await;
+    round_trip(&mut sub, &mut publisher, "m").await;
+    assert_eq!(lb.backends()[0].active_connections, 2);
+    node.stop().await;
+    eventually("the balancer lets go of the stopped node's sessions", || {
+        lb.backends()[0].active_connections == 0
+    })
+    .await;
+    // The client sees its connection end (after a DISCONNECT, for v5).
+    let ended = tokio::time::timeout(Duration::from_secs(5), async { while sub.recv().await.is_some() {} }).await;
+    assert!(ended.is_ok(), "the subscriber's connection closes");
+    lb.shutdown().await;
+}

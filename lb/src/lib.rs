@@ -12,8 +12,9 @@
 //! relayed both ways under per-connection bandwidth limits, or, for a
 //! backend listener in the same process, the client handed over to it
 //! ([`LocalBackends`]), and for a node in another process on this host,
-//! the client's socket passed to it over its `handover_socket`. A client refused after its CONNECT gets a CONNACK
-//! with the reason in its own protocol version.
+//! the client's socket passed to it over its `handover_socket`. A client
+//! refused after its CONNECT gets a CONNACK with the reason in its own
+//! protocol version.
 //!
 //! ```no_run
 //! # async fn demo(cfg: &skerry_config::Lb) -> Result<(), skerry_lb::LbError> {

@@ -15,24 +15,27 @@
 //! marked down under `shutdown_sessions`, its share of the drain window
 //! when the balancer stops) shuts the socket down both ways through that
 //! duplicate: the node reads the end of the stream, as after a client's
-//! close. If the node goes away, so do its sessions and the link: every
-//! session passed over the link counts as closed.
+//! close. When the link closes (the node went away, or cut this balancer
+//! off and its sessions from before have ended), every session passed over
+//! it that is still counted counts as closed; a link the node no longer
+//! reads from takes no more clients, and the next one goes over a new link.
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use rustix::net::AddressFamily;
 use skerry_codec::handover::{decode_closed, encode_pass, peer_allowed};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_seqpacket::ancillary::AncillaryMessageWriter;
 use tokio_seqpacket::UnixSeqpacket;
-use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, warn};
 
 /// Largest closed-id message read at once (the node sends up to 1,024 ids).
@@ -62,11 +65,14 @@ struct State {
     retry_at: Option<Instant>,
 }
 
-/// One connection to the node.
+/// One connection to the node. Its reader runs until the node closes it,
+/// even when a newer link has taken its place: the node still reports the
+/// sessions passed over it.
 struct Link {
     socket: Arc<UnixSeqpacket>,
     open: Open,
-    _reader: AbortOnDropHandle<()>,
+    /// The node reads no more from it (a send failed as on a closed link).
+    refused: AtomicBool,
 }
 
 impl std::fmt::Debug for Link {
@@ -132,22 +138,23 @@ impl NodeLink {
             }
             Err(_) => Err(io::Error::other("no room for the descriptor")),
         };
-        match sent {
-            Ok(n) if n == msg.len() => Ok(closed),
-            Ok(n) => Err(Self::failed(
-                &link,
-                id,
-                io::Error::other(format!("sent {n} of {} bytes", msg.len())),
-            )),
-            Err(error) => Err(Self::failed(&link, id, error)),
-        }
+        // A packet socket sends the whole message or nothing.
+        sent.map(|_| closed).map_err(|error| Self::failed(&link, id, error))
     }
 
-    /// Forgets session `id`. The link stays: a node that went away is
-    /// found by the link's reader, which ends it.
+    /// Forgets session `id`. A link the node has stopped reading from
+    /// takes no more clients; its reader stays for the sessions passed
+    /// before.
     fn failed(link: &Link, id: u64, error: io::Error) -> NotPassed {
         if let Some(open) = link.open.lock().as_mut() {
             open.remove(&id);
+        }
+        let closed = matches!(
+            error.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected
+        );
+        if closed {
+            link.refused.store(true, Relaxed);
         }
         NotPassed::Failed(error)
     }
@@ -167,7 +174,8 @@ impl NodeLink {
     /// The link, connected now if it is not (or no longer) up.
     async fn link(&self) -> Result<Arc<Link>, NotPassed> {
         let mut state = self.state.lock().await;
-        if let Some(link) = state.link.as_ref().filter(|l| l.open.lock().is_some()) {
+        let usable = |l: &&Arc<Link>| l.open.lock().is_some() && !l.refused.load(Relaxed);
+        if let Some(link) = state.link.as_ref().filter(usable) {
             return Ok(Arc::clone(link));
         }
         state.link = None;
@@ -188,11 +196,11 @@ impl NodeLink {
         };
         info!(path = %self.path.display(), "connected to the node's handover socket");
         let open: Open = Arc::new(Mutex::new(Some(HashMap::new())));
-        let reader = tokio::spawn(read_closed(Arc::clone(&socket), Arc::clone(&open), self.path.clone()));
+        tokio::spawn(read_closed(Arc::clone(&socket), Arc::clone(&open), self.path.clone()));
         let link = Arc::new(Link {
             socket,
             open,
-            _reader: AbortOnDropHandle::new(reader),
+            refused: AtomicBool::new(false),
         });
         state.link = Some(Arc::clone(&link));
         state.retry_at = None;
@@ -241,11 +249,14 @@ pub(crate) trait PlainSocket {
 impl PlainSocket for pingora::protocols::Stream {
     fn plain_socket(&self) -> Option<BorrowedFd<'_>> {
         // The balancer's listeners read unbuffered (`L4BufferSettings::
-        // unbuffered()`), so every byte read from the socket is ours.
+        // unbuffered()`) and never peek, so every byte read from the
+        // socket is in the balancer's hands. Only a TCP socket is passed.
         let l4 = (**self)
             .as_any()
             .downcast_ref::<pingora::protocols::l4::stream::Stream>()?;
-        Some(borrow_socket(l4))
+        let socket = borrow_socket(l4)?;
+        let family = rustix::net::getsockname(socket).map(|a| a.address_family());
+        matches!(family, Ok(AddressFamily::INET | AddressFamily::INET6)).then_some(socket)
     }
 }
 
@@ -255,11 +266,13 @@ impl<S> PlainSocket for tokio_rustls::server::TlsStream<S> {
     }
 }
 
-/// pingora's stream owns its socket but offers only `AsRawFd`.
+/// pingora's stream owns its socket but offers only `AsRawFd`; `None` for
+/// a stream without one (pingora's virtual sockets give -1).
 #[allow(unsafe_code)]
-fn borrow_socket(l4: &pingora::protocols::l4::stream::Stream) -> BorrowedFd<'_> {
+fn borrow_socket(l4: &pingora::protocols::l4::stream::Stream) -> Option<BorrowedFd<'_>> {
     use std::os::fd::AsRawFd;
-    // SAFETY: the descriptor is the one `l4` owns and keeps open for as
-    // long as it lives, and the borrow cannot outlive `l4`.
-    unsafe { BorrowedFd::borrow_raw(l4.as_raw_fd()) }
+    let fd = l4.as_raw_fd();
+    // SAFETY: a descriptor other than -1 is the socket `l4` owns and keeps
+    // open for as long as it lives, and the borrow cannot outlive `l4`.
+    (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
 }

@@ -244,11 +244,10 @@ impl PoolState {
     }
 
     /// Takes a reloaded member list. A member whose name, address and
-    /// handover socket stay
-    /// keeps its health, drain flag and counts; a new one starts up (like
-    /// at start); a removed one takes no new client, its sessions go on
-    /// until they end, and its health check stops. Returns the members
-    /// that are new, to be health-checked.
+    /// handover socket stay keeps its health, drain flag and counts; a new
+    /// one starts up (like at start); a removed one takes no new client,
+    /// its sessions go on until they end, and its health check stops.
+    /// Returns the members that are new, to be health-checked.
     pub(crate) fn set_members(&self, configured: &[Member]) -> Vec<Arc<Backend>> {
         let old = self.members();
         let mut added = Vec::new();

@@ -4,8 +4,9 @@
 //! listener in this process, the client handed over to it. A client
 //! refused here gets a CONNACK saying why, in its protocol version.
 
-use std::net::IpAddr;
-use std::os::fd::OwnedFd;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ use crate::classes::Identity;
 use crate::handoff::{ClientStream, Handoff, Held, LocalBackends, LocalPlace};
 use crate::limits::CapGuard;
 use crate::metrics::{Outcome, Refusal};
-use crate::pass::{NotPassed, PlainSocket};
+use crate::pass::{NodeLink, NotPassed, PlainSocket};
 use crate::pool::{Backend, Lease};
 use crate::splice::{self, Relay, COPY_BUF_MAX};
 use crate::tls::TlsInfo;
@@ -35,8 +36,19 @@ enum Link {
     Relay(TcpStream),
     /// Room at a broker listener in this process.
     Local(Box<dyn LocalPlace>),
-    /// The lease's backend, a node on this host taking passed sockets.
-    Pass,
+    /// The client's socket, passed to a node on this host: what completes
+    /// when the node reports the session closed, and the balancer's
+    /// duplicate of the socket.
+    Passed(oneshot::Receiver<()>, OwnedFd),
+}
+
+/// A plain client whose socket may be passed to a node on this host.
+struct Passing<'a> {
+    socket: BorrowedFd<'a>,
+    /// The PROXY header and the CONNECT: what the node reads first.
+    first_bytes: &'a [u8],
+    id: u64,
+    peer: SocketAddr,
 }
 
 /// A client allowed through, with its backend.
@@ -72,24 +84,34 @@ impl ListenerApp {
         S: AsyncRead + AsyncWrite + PlainSocket + Unpin + Send + 'static,
     {
         let version = connect.protocol;
-        let passable = client.plain_socket().is_some();
-        let admitted = match self.admit(&connect, tls.as_ref(), &conn, passable).await {
+        // What the backend reads first: the PROXY header the pool sends,
+        // then the CONNECT and whatever came after it.
+        let mut first_bytes = BytesMut::from(
+            &proxy_out::header(
+                self.pool.proxy,
+                self.pool.compat,
+                self.pool.send_client_cert,
+                conn.addrs,
+                tls.as_ref(),
+            )[..],
+        );
+        let replayed = buf.len() as u64;
+        first_bytes.extend_from_slice(&buf);
+        drop(buf);
+        let passing = client.plain_socket().map(|socket| Passing {
+            socket,
+            first_bytes: &first_bytes,
+            id: conn.id,
+            peer: conn.addrs.client,
+        });
+        let admitted = match self.admit(&connect, tls.as_ref(), &conn, passing).await {
             Ok(a) => a,
             Err(reason) => return self.refuse(&mut client, version, reason).await,
         };
         drop(connect);
-        let header = proxy_out::header(
-            self.pool.proxy,
-            self.pool.compat,
-            self.pool.send_client_cert,
-            conn.addrs,
-            tls.as_ref(),
-        );
         let mut backend = match admitted.link {
             Link::Relay(backend) => backend,
             Link::Local(place) => {
-                let mut first_bytes = BytesMut::from(&header[..]);
-                first_bytes.extend_from_slice(&buf);
                 let ending = splice::ended_outside(
                     admitted.lease.evicted.clone(),
                     conn.shutdown.clone(),
@@ -109,31 +131,28 @@ impl ListenerApp {
                 debug!("session handed to the node");
                 return Outcome::Proxied;
             }
-            Link::Pass => {
-                let node = Arc::clone(&admitted.lease.backend);
-                let mut first_bytes = header.clone();
-                first_bytes.extend_from_slice(&buf);
-                if let Some((closed, socket)) = self.pass(&node, &client, &first_bytes, &conn).await {
-                    drop(client);
-                    self.passed(closed, socket, admitted, &conn).await;
-                    return Outcome::Proxied;
-                }
-                match node.connect_within(self.pool.connect_timeout).await {
-                    Ok(backend) => backend,
-                    Err(error) => {
-                        warn!(backend = %node.name, address = %node.address, %error, "backend connect failed");
-                        return self.refuse(&mut client, version, Refusal::BackendUnreachable).await;
-                    }
-                }
+            Link::Passed(closed, socket) => {
+                // The node has the socket; this stream's registration and
+                // descriptor go, the duplicate stays.
+                drop(client);
+                let ending = splice::ended_outside(
+                    admitted.lease.evicted.clone(),
+                    conn.shutdown.clone(),
+                    self.core.drain_delay(conn.id),
+                );
+                self.core.metrics.passed.fetch_add(1, Relaxed);
+                debug!("session passed to the node");
+                passed(closed, socket, ending).await;
+                return Outcome::Proxied;
             }
         };
-        if let Err(error) = send_first_bytes(&mut backend, header, &buf).await {
+        if let Err(error) = send_first_bytes(&mut backend, &first_bytes).await {
             warn!(%error, "backend closed before taking the CONNECT");
             return self.refuse(&mut client, version, Refusal::BackendUnreachable).await;
         }
+        drop(first_bytes);
         let m = &self.core.metrics;
-        m.bytes_to_backends.fetch_add(buf.len() as u64, Relaxed);
-        drop(buf);
+        m.bytes_to_backends.fetch_add(replayed, Relaxed);
         debug!(class = admitted.class.as_deref().unwrap_or(""), "session started");
         let relay = Relay {
             to_backend: admitted.to_backend,
@@ -155,16 +174,8 @@ impl ListenerApp {
     /// Passes the client's socket to `node` over its handover socket; what
     /// completes when the session closes there, and the balancer's
     /// duplicate of the socket. `None`: not passed, to be relayed.
-    async fn pass<S: PlainSocket>(
-        &self,
-        node: &Backend,
-        client: &S,
-        first_bytes: &[u8],
-        conn: &Conn,
-    ) -> Option<(oneshot::Receiver<()>, OwnedFd)> {
-        let link = node.handover.as_ref()?;
-        let socket = client.plain_socket()?;
-        let duplicate = match socket.try_clone_to_owned() {
+    async fn pass(&self, node: &Backend, link: &NodeLink, p: &Passing<'_>) -> Option<(oneshot::Receiver<()>, OwnedFd)> {
+        let duplicate = match p.socket.try_clone_to_owned() {
             Ok(duplicate) => duplicate,
             Err(error) => {
                 warn!(backend = %node.name, %error, "cannot keep the client's socket, relaying it");
@@ -172,7 +183,7 @@ impl ListenerApp {
             }
         };
         let limit = self.pool.connect_timeout;
-        match link.pass(conn.id, conn.addrs.client, first_bytes, socket, limit).await {
+        match link.pass(p.id, p.peer, p.first_bytes, p.socket, limit).await {
             Ok(closed) => Some((closed, duplicate)),
             Err(NotPassed::Unreachable) => None,
             Err(error) => {
@@ -182,41 +193,15 @@ impl ListenerApp {
         }
     }
 
-    /// Holds a passed session's place until the node reports it closed.
-    /// Ending it here (eviction, drain) shuts its socket down both ways:
-    /// the node reads the end of the stream and closes it.
-    async fn passed(&self, closed: oneshot::Receiver<()>, socket: OwnedFd, admitted: Admitted, conn: &Conn) {
-        self.core.metrics.passed.fetch_add(1, Relaxed);
-        debug!("session passed to the node");
-        let ending = splice::ended_outside(
-            admitted.lease.evicted.clone(),
-            conn.shutdown.clone(),
-            self.core.drain_delay(conn.id),
-        );
-        tokio::pin!(closed);
-        tokio::select! {
-            _ = &mut closed => info!(end = "closed", "passed session ended"),
-            end = ending => {
-                info!(end = end.as_str(), "passed session ended by the balancer");
-                if let Err(error) = rustix::net::shutdown(&socket, rustix::net::Shutdown::Both) {
-                    debug!(%error, "passed socket already closed");
-                }
-                let _ = closed.await;
-            }
-        }
-        drop(socket);
-        drop(admitted);
-    }
-
     /// Caps first (they cost nothing to give back), then the class's
-    /// connect rate, then a backend. `passable`: the client's socket could
-    /// be passed to a node on this host.
+    /// connect rate, then a backend. `passing`: the client's socket, when
+    /// it could be passed to a node on this host.
     async fn admit(
         &self,
         connect: &Connect,
         tls: Option<&TlsInfo>,
         conn: &Conn,
-        passable: bool,
+        passing: Option<Passing<'_>>,
     ) -> Result<Admitted, Refusal> {
         if *conn.shutdown.borrow() {
             return Err(Refusal::ShuttingDown);
@@ -243,7 +228,8 @@ impl ListenerApp {
         // Bandwidth limits live in the relay.
         let unthrottled = to_backend.is_none() && to_client.is_none();
         let local = self.core.local.as_deref().filter(|_| unthrottled);
-        let (link, lease) = self.connect_backend(&key, local, passable && unthrottled).await?;
+        let passing = passing.filter(|_| unthrottled);
+        let (link, lease) = self.connect_backend(&key, local, passing).await?;
         Ok(Admitted {
             link,
             lease,
@@ -255,13 +241,13 @@ impl ListenerApp {
     }
 
     /// Tries the pool's candidates in order until one takes the client: a
-    /// `local` listener with room, a node to pass the client's socket to
-    /// (`passable`), or a backend that connects.
+    /// `local` listener with room, a node on this host that takes the
+    /// client's socket (`passing`), or a backend that connects.
     async fn connect_backend(
         &self,
         key: &[u8],
         local: Option<&dyn LocalBackends>,
-        passable: bool,
+        passing: Option<Passing<'_>>,
     ) -> Result<(Link, Lease), Refusal> {
         let candidates = self.pool.candidates(key);
         if candidates.is_empty() {
@@ -272,9 +258,11 @@ impl ListenerApp {
                 Span::current().record("backend", &*backend.name);
                 return Ok((Link::Local(place), backend.lease()));
             }
-            if passable && backend.handover.is_some() {
-                Span::current().record("backend", &*backend.name);
-                return Ok((Link::Pass, backend.lease()));
+            if let (Some(p), Some(link)) = (&passing, &backend.handover) {
+                if let Some((closed, socket)) = self.pass(&backend, link, p).await {
+                    Span::current().record("backend", &*backend.name);
+                    return Ok((Link::Passed(closed, socket), backend.lease()));
+                }
             }
             match backend.connect_within(self.pool.connect_timeout).await {
                 Ok(stream) => {
@@ -302,11 +290,27 @@ impl ListenerApp {
 }
 
 /// The PROXY header and the client's first bytes, in one write.
-async fn send_first_bytes(backend: &mut TcpStream, header: Vec<u8>, first: &[u8]) -> std::io::Result<()> {
-    let mut out = header;
-    out.extend_from_slice(first);
-    backend.write_all(&out).await?;
+async fn send_first_bytes(backend: &mut TcpStream, first_bytes: &[u8]) -> std::io::Result<()> {
+    backend.write_all(first_bytes).await?;
     backend.flush().await
+}
+
+/// Holds a passed session's place (the caller's guards) until the node
+/// reports it closed. Ending it here (`ending`: eviction, drain) shuts
+/// its socket down both ways: the node reads the end of the stream and
+/// closes it.
+async fn passed(closed: oneshot::Receiver<()>, socket: OwnedFd, ending: impl Future<Output = splice::End>) {
+    tokio::pin!(closed);
+    tokio::select! {
+        _ = &mut closed => info!(end = "closed", "passed session ended"),
+        end = ending => {
+            info!(end = end.as_str(), "passed session ended by the balancer");
+            if let Err(error) = rustix::net::shutdown(&socket, rustix::net::Shutdown::Both) {
+                debug!(%error, "passed socket already closed");
+            }
+            let _ = closed.await;
+        }
+    }
 }
 
 #[cfg(test)]

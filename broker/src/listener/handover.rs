@@ -10,16 +10,20 @@
 //! [`skerry_codec::handover`].
 //!
 //! Only the user the node runs as, and root, may connect: the socket file
-//! is made `0600`, and the peer's credentials are checked as well. The
+//! is made `0600`, and the peer's credentials are checked as well. A
+//! balancer that sends what cannot be read is cut off: the node reads no
+//! more from it (its sends fail) and closes the link once the sessions it
+//! passed before are over. The
 //! balancer is trusted as the one in this process is: the addresses and
 //! the PROXY header it sends are believed.
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use skerry_codec::handover::{decode_pass, encode_closed, peer_allowed, PASS_HEADER_LEN};
@@ -44,6 +48,12 @@ const CMSG_SPACE: usize = 128;
 pub(super) struct HandoverSocket {
     socket: UnixSeqpacketListener,
     path: PathBuf,
+    /// Largest pass message taken: the listener's largest packet (a
+    /// CONNECT beyond it is refused anyway) and room for the rest.
+    max_message: usize,
+    /// How long a passed client may wait for a place under the
+    /// listener's `max_connections`: its handshake timeout.
+    wait: Duration,
 }
 
 /// Where the passed clients go: the listener's queue of handed-over
@@ -53,18 +63,13 @@ pub(super) struct Destination {
     pub(super) queue: mpsc::Sender<HandedOff>,
     pub(super) limit: Arc<Semaphore>,
     pub(super) local: SocketAddr,
-    /// Largest pass message taken; a larger one is refused.
-    pub(super) max_message: usize,
-}
-
-impl Destination {
-    pub(super) fn max_message(max_packet_size: u32) -> usize {
-        PASS_HEADER_LEN + max_packet_size as usize + PASS_SLACK
-    }
 }
 
 /// Told to the balancer when a passed connection closes: dropped with the
-/// connection's [`Permit`].
+/// connection's [`Permit`]. Until then the balancer keeps a duplicate of
+/// the socket (to shut it down when it ends the session), so a socket the
+/// node drops without a `shutdown` sends its FIN once the balancer has
+/// read this report.
 pub(super) struct Closing {
     id: u64,
     report: mpsc::UnboundedSender<u64>,
@@ -78,15 +83,23 @@ impl Drop for Closing {
 }
 
 impl HandoverSocket {
-    /// Binds `path`, replacing a stale socket file that nobody listens on
-    /// (one left by a node that did not stop cleanly); a live one is an
-    /// error.
+    /// Binds `path` for a listener whose largest packet is
+    /// `max_packet_size` and whose handshakes may take `handshake_timeout`.
+    /// A stale socket file that nobody listens on (left by a node that did
+    /// not stop cleanly) is replaced; a live socket, or a file that is not
+    /// a socket, is an error.
     ///
     /// # Panics
     ///
     /// Outside a Tokio runtime.
-    pub(super) fn bind(path: &Path) -> io::Result<HandoverSocket> {
-        if path.exists() {
+    pub(super) fn bind(path: &Path, max_packet_size: u32, handshake_timeout: Duration) -> io::Result<HandoverSocket> {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "a file that is not a socket is there",
+                ));
+            }
             if listened_on(path)? {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
@@ -100,6 +113,8 @@ impl HandoverSocket {
         Ok(HandoverSocket {
             socket,
             path: path.to_owned(),
+            max_message: PASS_HEADER_LEN + max_packet_size as usize + PASS_SLACK,
+            wait: handshake_timeout,
         })
     }
 
@@ -112,11 +127,11 @@ impl HandoverSocket {
             tokio::select! {
                 accepted = self.socket.accept() => match accepted {
                     Ok(socket) => {
-                        balancers.spawn(take_clients(socket, Arc::clone(&to)));
+                        balancers.spawn(take_clients(socket, Arc::clone(&to), self.max_message, self.wait));
                     }
                     Err(error) => {
                         warn!(listener = %to.listener, %error, "handover socket accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
                 Some(_) = balancers.join_next() => {}
@@ -131,13 +146,14 @@ impl Drop for HandoverSocket {
     }
 }
 
-/// Whether a process listens on the socket file at `path` (connecting to a
-/// Unix socket completes at once, or is refused, without blocking).
+/// Whether a process listens on the socket file at `path`. The probe does
+/// not block: a listener whose backlog is full (`EAGAIN`) is live too.
 fn listened_on(path: &Path) -> io::Result<bool> {
-    use rustix::net::{connect, socket, AddressFamily, SocketAddrUnix, SocketType};
-    let probe = socket(AddressFamily::UNIX, SocketType::SEQPACKET, None)?;
+    use rustix::net::{connect, socket_with, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let probe = socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, flags, None)?;
     match connect(&probe, &SocketAddrUnix::new(path)?) {
-        Ok(()) => Ok(true),
+        Ok(()) | Err(rustix::io::Errno::AGAIN) => Ok(true),
         Err(rustix::io::Errno::CONNREFUSED) => Ok(false),
         Err(error) => Err(error.into()),
     }
@@ -146,7 +162,7 @@ fn listened_on(path: &Path) -> io::Result<bool> {
 /// One balancer's clients, until it disconnects or sends what cannot be
 /// read (it is then cut off: the sessions it still counts are the ones it
 /// passed before).
-async fn take_clients(socket: UnixSeqpacket, to: Arc<Destination>) {
+async fn take_clients(socket: UnixSeqpacket, to: Arc<Destination>, max_message: usize, wait: Duration) {
     match socket.peer_cred() {
         Ok(cred) if peer_allowed(cred.uid(), rustix::process::getuid().as_raw()) => {}
         Ok(cred) => {
@@ -162,13 +178,8 @@ async fn take_clients(socket: UnixSeqpacket, to: Arc<Destination>) {
     let socket = Arc::new(socket);
     let (report, closed) = mpsc::unbounded_channel();
     tokio::spawn(report_closed(Arc::clone(&socket), closed));
-    let mut buf = vec![0u8; to.max_message + 1];
+    let mut buf = vec![0u8; max_message + 1];
     loop {
-        // As the accept loop: at the cap, passed clients wait in the
-        // balancer's socket buffer, not here.
-        let Ok(place) = Arc::clone(&to.limit).acquire_owned().await else {
-            return;
-        };
         let (len, fd) = match receive(&socket, &mut buf).await {
             Ok(Some(received)) => received,
             Ok(None) => break,
@@ -177,10 +188,8 @@ async fn take_clients(socket: UnixSeqpacket, to: Arc<Destination>) {
                 break;
             }
         };
-        if len > to.max_message {
-            warn!(listener = %to.listener, len, "handover message too large, balancer cut off");
-            break;
-        }
+        // A message longer than the buffer arrives cut to its length: the
+        // fixed part is whole, the client's bytes are not.
         let pass = match decode_pass(&buf[..len]) {
             Ok(pass) => pass,
             Err(error) => {
@@ -188,13 +197,28 @@ async fn take_clients(socket: UnixSeqpacket, to: Arc<Destination>) {
                 break;
             }
         };
+        // Whatever becomes of the client from here, dropping this tells
+        // the balancer its session is over.
         let closing = Closing {
             id: pass.id,
             report: report.clone(),
         };
-        let Some(stream) = fd.and_then(|fd| tcp_stream(fd, &to.listener)) else {
-            // `closing` tells the balancer the session is over.
+        if len > max_message {
+            warn!(listener = %to.listener, len, "passed client's first bytes too large, closed");
             continue;
+        }
+        let Some(stream) = fd.and_then(|fd| tcp_stream(fd, &to.listener)) else {
+            continue;
+        };
+        // At the cap, a passed client waits for a place as one in the
+        // accept backlog does, for as long as its handshake may take.
+        let place = match tokio::time::timeout(wait, Arc::clone(&to.limit).acquire_owned()).await {
+            Ok(Ok(place)) => place,
+            Ok(Err(_)) => break,
+            Err(_) => {
+                debug!(listener = %to.listener, peer = %pass.peer, "no room for a passed client in time, closed");
+                continue;
+            }
         };
         let handed = HandedOff {
             stream: Box::new(stream),
@@ -207,6 +231,11 @@ async fn take_clients(socket: UnixSeqpacket, to: Arc<Destination>) {
             // The listener stopped; dropping the connection reports it.
             break;
         }
+    }
+    // No more clients from this balancer: its next sends fail, and the
+    // link closes once every session it passed here has been reported.
+    if let Err(error) = socket.shutdown(std::net::Shutdown::Read) {
+        debug!(listener = %to.listener, %error, "handover link already closed");
     }
     info!(listener = %to.listener, "balancer left the handover socket");
 }

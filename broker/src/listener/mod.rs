@@ -102,7 +102,7 @@ pub struct Accepted {
 /// the connection has closed. Hold it as long as the connection.
 pub struct Permit {
     _place: OwnedSemaphorePermit,
-    _passed: Option<Closing>,
+    _passed: Option<Box<Closing>>,
 }
 
 impl Permit {
@@ -116,7 +116,7 @@ impl Permit {
     fn passed(place: OwnedSemaphorePermit, closing: Closing) -> Permit {
         Permit {
             _place: place,
-            _passed: Some(closing),
+            _passed: Some(Box::new(closing)),
         }
     }
 }
@@ -147,7 +147,6 @@ pub struct MqttListener {
     inlet: Option<(Inlet, mpsc::Receiver<HandedOff>)>,
     /// Where a balancer in another process passes clients.
     handover: Option<HandoverSocket>,
-    max_packet_size: u32,
 }
 
 /// Where the balancer in this process hands a `tcp` listener a client it
@@ -250,11 +249,15 @@ impl MqttListener {
             (inlet, rx)
         });
         let handover = match (&cfg.handover_socket, &inlet) {
-            (Some(path), Some(_)) => Some(HandoverSocket::bind(path).map_err(|source| ListenerError::Handover {
-                listener: cfg.name.clone(),
-                path: path.clone(),
-                source,
-            })?),
+            (Some(path), Some(_)) => {
+                let max_packet_size = u32::try_from(cfg.max_packet_size.bytes()).unwrap_or(u32::MAX);
+                let socket = HandoverSocket::bind(path, max_packet_size, cfg.handshake_timeout.get());
+                Some(socket.map_err(|source| ListenerError::Handover {
+                    listener: cfg.name.clone(),
+                    path: path.clone(),
+                    source,
+                })?)
+            }
             _ => None,
         };
         Ok(MqttListener {
@@ -265,7 +268,6 @@ impl MqttListener {
             stats: Arc::default(),
             inlet,
             handover,
-            max_packet_size: u32::try_from(cfg.max_packet_size.bytes()).unwrap_or(u32::MAX),
         })
     }
 
@@ -317,7 +319,6 @@ impl MqttListener {
                 queue,
                 limit: Arc::clone(&self.limit),
                 local: self.local,
-                max_message: Destination::max_message(self.max_packet_size),
             };
             AbortOnDropHandle::new(tokio::spawn(socket.run(to)))
         });

@@ -180,8 +180,6 @@ fn check_log_filter(cx: &mut Ctx<'_>, filter: &str) {
     }
 }
 
-/// Two listeners cannot share a port when their addresses overlap (the
-/// same IP, or either is the wildcard address).
 /// Two listeners cannot take clients on one handover socket.
 pub(super) fn claim_socket(cx: &mut Ctx<'_>, path: String, socket: &Path) {
     if let Some((_, other)) = cx.handover_sockets.iter().find(|(s, _)| s == socket) {
@@ -191,6 +189,8 @@ pub(super) fn claim_socket(cx: &mut Ctx<'_>, path: String, socket: &Path) {
     cx.handover_sockets.push((socket.to_path_buf(), path));
 }
 
+/// Two listeners cannot share a port when their addresses overlap (the
+/// same IP, or either is the wildcard address).
 pub(super) fn claim_port(cx: &mut Ctx<'_>, path: String, a: SocketAddr) {
     let overlaps = |b: &SocketAddr| {
         a.port() == b.port()

@@ -148,3 +148,104 @@ async fn a_live_handover_socket_is_not_taken_and_a_stale_one_is_replaced() {
     let (_running, path) = passing(&dir);
     assert!(UnixSeqpacket::connect(&path).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_cut_off_balancer_passes_no_more_but_hears_of_its_sessions_to_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut running, path) = passing(&dir);
+    let link = UnixSeqpacket::connect(&path).await.unwrap();
+    let (mut client, balancer_end) = tcp_pair().await;
+    send_with_fd(
+        &link,
+        &encode_pass(1, "10.0.0.1:1".parse().unwrap(), b""),
+        &balancer_end,
+    )
+    .await;
+    drop(balancer_end);
+    let mut accepted = running.next().await;
+
+    let (_other, other_end) = tcp_pair().await;
+    send_with_fd(&link, &[9; 40], &other_end).await;
+    let cut_off = async {
+        loop {
+            let msg = encode_pass(2, "10.0.0.2:2".parse().unwrap(), b"");
+            if link.send(&msg).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, cut_off)
+        .await
+        .expect("sends fail once cut off");
+    running.assert_no_connection(std::time::Duration::from_millis(50)).await;
+
+    // The session passed before the cut is still the node's; once it
+    // ends, the link closes (reset, when passes the node never read were
+    // left in its queue: their sockets close with it).
+    client.write_all(b"still here").await.unwrap();
+    let mut got = [0u8; 10];
+    accepted.stream.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"still here");
+    drop(accepted);
+    let mut buf = [0u8; 16];
+    loop {
+        match tokio::time::timeout(PATIENCE, link.recv(&mut buf))
+            .await
+            .expect("the link ends")
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => assert_eq!(decode_closed(&buf[..n]).unwrap().collect::<Vec<_>>(), [1]),
+        }
+    }
+    assert_closed(&mut client).await;
+}
+
+#[tokio::test]
+async fn at_max_connections_a_passed_client_waits_its_handshake_time_then_is_reported_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("n.sock");
+    let mut cfg = config(Transport::Tcp);
+    cfg.handover_socket = Some(path.clone());
+    // One place for the accept loop's next socket, one for a client.
+    cfg.max_connections = std::num::NonZeroU32::new(2).unwrap();
+    let mut running = start(&cfg);
+    let link = UnixSeqpacket::connect(&path).await.unwrap();
+    let (_first, first_end) = tcp_pair().await;
+    send_with_fd(&link, &encode_pass(1, "10.0.0.1:1".parse().unwrap(), b""), &first_end).await;
+    let first = running.next().await;
+
+    let (mut second, second_end) = tcp_pair().await;
+    send_with_fd(&link, &encode_pass(2, "10.0.0.2:2".parse().unwrap(), b""), &second_end).await;
+    drop(second_end);
+    // The handshake timeout of the test listener is 200 ms.
+    assert_eq!(closed_ids(&link).await, [2]);
+    assert_closed(&mut second).await;
+    running.assert_no_connection(std::time::Duration::from_millis(20)).await;
+
+    drop(first);
+    assert_eq!(closed_ids(&link).await, [1]);
+    let (_third, third_end) = tcp_pair().await;
+    send_with_fd(&link, &encode_pass(3, "10.0.0.3:3".parse().unwrap(), b""), &third_end).await;
+    assert_eq!(
+        running.next().await.peer,
+        "10.0.0.3:3".parse().unwrap(),
+        "its place is free again"
+    );
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_socket_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    std::fs::write(&path, b"precious").unwrap();
+    let mut cfg = config(Transport::Tcp);
+    cfg.handover_socket = Some(path.clone());
+    match MqttListener::bind(&cfg) {
+        Err(ListenerError::Handover { source, .. }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::AlreadyExists);
+        }
+        other => panic!("bound over a regular file: {other:?}"),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+}
