@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use skerry_codec::ReasonCode;
+use skerry_lb::BalancerHandle;
 use skerry_tests::broker::TestBroker;
 use skerry_tests::process::{free_port, SkerryProcess};
 use skerry_tests::stream::StreamClient;
@@ -36,6 +37,24 @@ fn lb_yaml(port: u16, top: &str, node: SocketAddr, socket: &Path) -> String {
         "lb:\n{top}  listeners:\n    - {{name: mqtt, bind: 127.0.0.1:{port}, pool: nodes}}\n  pools:\n    - name: nodes\n      proxy_protocol: v2\n      members:\n        - {{name: n1, address: \"{node}\", handover_socket: \"{}\"}}\n",
         socket.display()
     )
+}
+
+/// A node taking passed clients and an in-process balancer in front of it
+/// (`top` under `lb:`); the socket's directory lives as long as this.
+struct Passing {
+    node: TestBroker,
+    lb: BalancerHandle,
+    _dir: tempfile::TempDir,
+}
+
+impl Passing {
+    async fn start(top: &str) -> Passing {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("n1.sock");
+        let node = node(Some(&socket)).await;
+        let lb = start_lb(&lb_yaml(0, top, node.tcp(), &socket), Path::new("."));
+        Passing { node, lb, _dir: dir }
+    }
 }
 
 /// A subscriber and a publisher connected through `addr`, `tag` in their ids.
@@ -83,13 +102,7 @@ async fn passed_clients_are_served_by_the_node_and_outlive_a_killed_balancer() {
 
 #[tokio::test]
 async fn a_passed_session_keeps_its_per_ip_place_until_the_node_reports_it_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("n1.sock");
-    let node = node(Some(&socket)).await;
-    let lb = start_lb(
-        &lb_yaml(0, "  max_connections_per_ip: 2\n", node.tcp(), &socket),
-        Path::new("."),
-    );
+    let Passing { node, lb, _dir } = Passing::start("  max_connections_per_ip: 2\n").await;
     let addr = lb_addr(&lb);
     let (mut sub, mut publisher) = pair(addr, "cap").await;
     round_trip(&mut sub, &mut publisher, "m").await;
@@ -117,13 +130,7 @@ async fn a_passed_session_keeps_its_per_ip_place_until_the_node_reports_it_close
 
 #[tokio::test]
 async fn a_stopping_balancer_closes_its_passed_sessions_and_the_node_sees_them_go() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("n1.sock");
-    let node = node(Some(&socket)).await;
-    let lb = start_lb(
-        &lb_yaml(0, "  drain_window: 300ms\n", node.tcp(), &socket),
-        Path::new("."),
-    );
+    let Passing { node, lb, _dir } = Passing::start("  drain_window: 300ms\n").await;
     let (mut sub, mut publisher) = pair(lb_addr(&lb), "drain").await;
     round_trip(&mut sub, &mut publisher, "m").await;
     assert_eq!(lb.metrics().passed, 2);
@@ -158,10 +165,7 @@ async fn without_the_nodes_handover_socket_the_client_is_relayed() {
 
 #[tokio::test]
 async fn a_node_that_stops_leaves_no_session_counted_at_the_balancer() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("n1.sock");
-    let node = node(Some(&socket)).await;
-    let lb = start_lb(&lb_yaml(0, "", node.tcp(), &socket), Path::new("."));
+    let Passing { node, lb, _dir } = Passing::start("").await;
     let (mut sub, mut publisher) = pair(lb_addr(&lb), "stop").await;
     round_trip(&mut sub, &mut publisher, "m").await;
     assert_eq!(lb.backends()[0].active_connections, 2);

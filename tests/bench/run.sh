@@ -242,6 +242,14 @@ $SESS
           handover_socket: $OUT/node6.sock
 EOF
 
+# node_pool NAME PROXY [LINE]: a pool of the issue 6 node with client-id
+# stickiness, LINE (indented) added to its member.
+node_pool() {
+  printf '    - name: %s\n      balance: client_id\n      proxy_protocol: %s\n' "$1" "$2"
+  printf '      members:\n        - name: backend\n          address: 127.0.0.1:%s\n' "$P_N6_PROXY"
+  if [ -n "${3:-}" ]; then printf '          %s\n' "$3"; fi
+}
+
 cat > "$OUT/skerry-lb.yaml" <<EOF
 # Issue 6: \`skerry lb\` alone, client-id stickiness, in front of the Skerry
 # node (PROXY v2) and of Mosquitto (no PROXY: Mosquitto 2.0 has none).
@@ -262,18 +270,8 @@ lb:
         client_ca: $CA/ca.crt
         require_certificate: true
   pools:
-    - name: node
-      balance: client_id
-      proxy_protocol: v2
-      members:
-        - name: backend
-          address: 127.0.0.1:$P_N6_PROXY
-    - name: node-tls
-      balance: client_id
-      proxy_protocol: v2_ssl_cn
-      members:
-        - name: backend
-          address: 127.0.0.1:$P_N6_PROXY
+$(node_pool node v2)
+$(node_pool node-tls v2_ssl_cn)
     - name: mosquitto
       balance: client_id
       proxy_protocol: none
@@ -341,13 +339,7 @@ lb:
       bind: 127.0.0.1:$P_LBP_NODE
       pool: node
   pools:
-    - name: node
-      balance: client_id
-      proxy_protocol: v2
-      members:
-        - name: backend
-          address: 127.0.0.1:$P_N6_PROXY
-          handover_socket: $OUT/node6.sock
+$(node_pool node v2 "handover_socket: $OUT/node6.sock")
 EOF
 
 cat > "$OUT/mosquitto.conf" <<EOF

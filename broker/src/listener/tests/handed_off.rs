@@ -6,10 +6,10 @@ use std::num::NonZeroU32;
 
 use bytes::BytesMut;
 use skerry_config::{ProxyProtocol, Transport};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::DuplexStream;
 
 use super::proxy_header::v2_header;
-use super::{config, start};
+use super::{config, replays_then_reads_on, start};
 use crate::listener::Io;
 
 /// One end of an in-memory pipe stands in for the client's stream.
@@ -42,14 +42,7 @@ async fn a_handed_over_client_keeps_its_proxy_identity_and_its_bytes() {
     assert_eq!(accepted.local, running.addr);
     assert_eq!(accepted.identity_username.as_deref(), Some("dev-42"));
     // The replayed bytes after the header, then the client's own.
-    client.write_all(b" and more").await.unwrap();
-    let mut got = [0u8; 16];
-    accepted.stream.read_exact(&mut got).await.unwrap();
-    assert_eq!(&got, b"CONNECT and more");
-    accepted.stream.write_all(b"CONNACK").await.unwrap();
-    let mut back = [0u8; 7];
-    client.read_exact(&mut back).await.unwrap();
-    assert_eq!(&back, b"CONNACK");
+    replays_then_reads_on(&mut client, &mut accepted).await;
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_seqpacket::ancillary::AncillaryMessageWriter;
 use tokio_seqpacket::UnixSeqpacket;
 
-use super::{assert_closed, config, start, Running, PATIENCE};
+use super::{assert_closed, config, replays_then_reads_on, start, Running, PATIENCE};
 use crate::listener::{ListenerError, MqttListener};
 
 /// A listener taking passed clients at `dir/n.sock`.
@@ -22,6 +22,16 @@ fn passing(dir: &tempfile::TempDir) -> (Running, std::path::PathBuf) {
     let mut cfg = config(Transport::Tcp);
     cfg.handover_socket = Some(path.clone());
     (start(&cfg), path)
+}
+
+/// Why a listener cannot take passed clients on `path`.
+fn handover_bind_error(path: &std::path::Path) -> std::io::ErrorKind {
+    let mut cfg = config(Transport::Tcp);
+    cfg.handover_socket = Some(path.to_owned());
+    match MqttListener::bind(&cfg) {
+        Err(ListenerError::Handover { source, .. }) => source.kind(),
+        other => panic!("a listener took passed clients on {}: {other:?}", path.display()),
+    }
 }
 
 /// A connected TCP pair: the client's end and the end a balancer accepted.
@@ -76,14 +86,7 @@ async fn a_passed_socket_is_served_as_accepted_and_its_close_reported() {
     let mut accepted = running.next().await;
     assert_eq!(accepted.peer, peer);
     assert_eq!(accepted.local, running.addr);
-    client.write_all(b" and more").await.unwrap();
-    let mut got = [0u8; 16];
-    accepted.stream.read_exact(&mut got).await.unwrap();
-    assert_eq!(&got, b"CONNECT and more");
-    accepted.stream.write_all(b"CONNACK").await.unwrap();
-    let mut back = [0u8; 7];
-    client.read_exact(&mut back).await.unwrap();
-    assert_eq!(&back, b"CONNACK");
+    replays_then_reads_on(&mut client, &mut accepted).await;
     // The client's own socket, not a stream relayed through memory.
     assert!(accepted.stream.into_tcp().is_ok());
     // The connection is over once its permit goes.
@@ -130,14 +133,7 @@ async fn a_message_without_a_socket_is_reported_closed_and_garbage_cuts_the_bala
 async fn a_live_handover_socket_is_not_taken_and_a_stale_one_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let (mut running, path) = passing(&dir);
-    let mut cfg = config(Transport::Tcp);
-    cfg.handover_socket = Some(path.clone());
-    match MqttListener::bind(&cfg) {
-        Err(ListenerError::Handover { source, .. }) => {
-            assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse);
-        }
-        other => panic!("a second listener on a live socket: {other:?}"),
-    }
+    assert_eq!(handover_bind_error(&path), std::io::ErrorKind::AddrInUse);
     running.stop.take().unwrap().send(()).unwrap();
     (&mut running.task).await.unwrap();
     assert!(!path.exists(), "a stopped listener removes its socket file");
@@ -239,13 +235,6 @@ async fn a_file_that_is_not_a_socket_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     std::fs::write(&path, b"precious").unwrap();
-    let mut cfg = config(Transport::Tcp);
-    cfg.handover_socket = Some(path.clone());
-    match MqttListener::bind(&cfg) {
-        Err(ListenerError::Handover { source, .. }) => {
-            assert_eq!(source.kind(), std::io::ErrorKind::AlreadyExists);
-        }
-        other => panic!("bound over a regular file: {other:?}"),
-    }
+    assert_eq!(handover_bind_error(&path), std::io::ErrorKind::AlreadyExists);
     assert_eq!(std::fs::read(&path).unwrap(), b"precious");
 }

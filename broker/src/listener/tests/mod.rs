@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use skerry_config::units::{ByteSize, Duration as ConfDuration};
 use skerry_config::{Listener, Transport};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -107,6 +107,19 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// A handed-over or passed connection reads the replayed `CONNECT`, then
+/// what `client` sends, and `client` reads what it writes back.
+async fn replays_then_reads_on(client: &mut (impl AsyncRead + AsyncWrite + Unpin), accepted: &mut Accepted) {
+    client.write_all(b" and more").await.unwrap();
+    let mut got = [0u8; 16];
+    accepted.stream.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"CONNECT and more");
+    accepted.stream.write_all(b"CONNACK").await.unwrap();
+    let mut back = [0u8; 7];
+    client.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"CONNACK");
 }
 
 /// Reads until the peer closes (EOF or error); fails if it stays open.
