@@ -8,10 +8,11 @@
 # Env:   SKERRY=path RUMQTTD=path DUR=8s OUT=dir BG_MAX=25 (background CPU %
 #        above which a figure is re-measured once) P99_SECS=24 (window of the
 #        latency rows: one 8 s window's p99 rests on 320 messages and moves
-#        by +-100 us between windows on its own) ONLY=i6|i7 (one issue's
-#        rows) I6_ROUNDS=3 (interleaved rounds of issue 6's fan-in rows; the
+#        by +-100 us between windows on its own) ONLY=i6|i7|i6p99 (one
+#        issue's rows, or issue 6's latency rows alone) I6_ROUNDS=3 (interleaved rounds of issue 6's fan-in rows; the
 #        summary gives each target's median: one 8 s fan-in on this machine
-#        kind moves by +-20% between runs on its own)
+#        kind moves by +-20% between runs on its own) I6_P99_ROUNDS=1
+#        (interleaved rounds of issue 6's latency rows, medians likewise)
 # Output: $OUT/results.jsonl (one JSON object per row, with the exact command,
 #         load average and background CPU), $OUT/summary.md, logs per server.
 set -u
@@ -23,6 +24,7 @@ DUR=${DUR:-8s}
 P99_SECS=${P99_SECS:-24}
 ONLY=${ONLY:-}
 I6_ROUNDS=${I6_ROUNDS:-3}
+I6_P99_ROUNDS=${I6_P99_ROUNDS:-1}
 BG_MAX=${BG_MAX:-25}
 OUT=${OUT:-$HERE/out/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
@@ -395,7 +397,7 @@ else
 fi
 
 # ================================================================ issue 7
-if [ "$ONLY" != i6 ]; then
+if [ "$ONLY" != i6 ] && [ "$ONLY" != i6p99 ]; then
 log "=== issue 7: RSS per idle connection (fresh brokers, before any traffic)"
 rss i7-rss-skerry skerry "$PID_SK" "$P_SK"
 rss i7-rss-mosquitto mosquitto "$PID_MQ" "$P_MQ"
@@ -424,20 +426,25 @@ fi
 
 # ================================================================ issue 6
 if [ "$ONLY" != i7 ]; then
-log "=== issue 6: fan-in QoS 1 through the balancers vs direct, $I6_ROUNDS interleaved rounds"
 I6_NODE=("node-direct $P_N6_DIRECT" "skerry-lb-to-node $P_LB_NODE" "haproxy-to-node $P_HA_NODE"
          "skerry-lb-batch-to-node $P_LBB_NODE" "haproxy-batch-to-node $P_HAB_NODE" "skerry-lb-pass-to-node $P_LBP_NODE")
 I6_MQ=("mosquitto-direct $P_MQ" "skerry-lb-to-mosq $P_LB_MQ" "haproxy-to-mosq $P_HA_MQ"
        "skerry-lb-batch-to-mosq $P_LBB_MQ" "haproxy-batch-to-mosq $P_HAB_MQ")
+if [ "$ONLY" != i6p99 ]; then
+log "=== issue 6: fan-in QoS 1 through the balancers vs direct, $I6_ROUNDS interleaved rounds"
 for r in $(seq "$I6_ROUNDS"); do
   for t in "${I6_NODE[@]}" "${I6_MQ[@]}"; do set -- $t
     bench "i6-fanin-$1-r$r" "$1" fanin --publishers 8 --qos 1 --duration "$DUR" --port "$2"; done
 done
+fi
 
-log "=== issue 6: p99 at a fixed 4k msg/s QoS 1"
-for t in "${I6_NODE[@]}" "${I6_MQ[@]}"; do set -- $t
-  bench "i6-p99-$1" "$1" fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$2"; done
+log "=== issue 6: p99 at a fixed 4k msg/s QoS 1, $I6_P99_ROUNDS interleaved rounds"
+for r in $(seq "$I6_P99_ROUNDS"); do
+  for t in "${I6_NODE[@]}" "${I6_MQ[@]}"; do set -- $t
+    bench "i6-p99-$1-r$r" "$1" fanin --publishers 8 --qos 1 --rate 4000 --duration "${P99_SECS}s" --port "$2"; done
+done
 
+if [ "$ONLY" != i6p99 ]; then
 log "=== issue 6: mTLS full handshakes/s (P-256 client cert from the bundled CA)"
 handshakes i6-tls-skerry  skerry-lb "$P_LB_TLS"
 handshakes i6-tls-haproxy haproxy   "$P_HA_TLS"
@@ -446,6 +453,7 @@ log "=== issue 6: mTLS MQTT connects/s, many clients at once (full handshakes, C
 TLS_ARGS=(--cafile "$CA/ca.crt" --cert "$CA/dev.crt" --key "$CA/dev.key" --tls-server-name localhost)
 bench i6-tls-conn-skerry  skerry-lb conn --clients 4000 --duration 1s --port "$P_LB_TLS" "${TLS_ARGS[@]}"
 bench i6-tls-conn-haproxy haproxy   conn --clients 4000 --duration 1s --port "$P_HA_TLS" "${TLS_ARGS[@]}"
+fi
 fi
 
 # ---------------------------------------------------------------- summary
@@ -468,6 +476,15 @@ fi
     | .[] | (if (.target | test("node$")) then $direct["node"] elif (.target | test("mosq$")) then $direct["mosquitto"] else null end) as $d
     | "- \(.target): median \(.median | round) (rounds \(.rounds | map(tostring) | join(", ")), lost \(.lost))"
       + (if $d then ", cost \(((1 - .median / $d) * 1000 | round) / 10)%" else "" end)' "$RES"
+  echo
+  echo "Issue 6 p99 at 4k msg/s QoS 1, median over the rounds (µs; added against the same backend direct):"
+  jq -rs '[.[] | select(.id | test("^i6-p99-.*-r[0-9]+$")) | select(.latency_ms.p99 != null)]
+    | group_by(.target) | map({target: .[0].target, rounds: map(.latency_ms.p99 * 1000 | round),
+        median: (map(.latency_ms.p99 * 1000) | sort | .[(length - 1) / 2 | floor] | round)})
+    | (map(select(.target | endswith("direct"))) | map({key: (.target | sub("-direct$"; "")), value: .median}) | from_entries) as $direct
+    | .[] | (if (.target | test("node$")) then $direct["node"] elif (.target | test("mosq$")) then $direct["mosquitto"] else null end) as $d
+    | "- \(.target): median \(.median) (rounds \(.rounds | map(tostring) | join(", ")))"
+      + (if $d then ", added \(.median - $d)" else "" end)' "$RES"
   echo
   echo "Commands:"
   jq -r '"- \(.id): `\(.cmd)`"' "$RES"
