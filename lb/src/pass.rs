@@ -106,7 +106,9 @@ impl NodeLink {
     }
 
     /// Passes `socket` with `first_bytes` as session `id` from `peer`,
-    /// within `limit` (the node takes no more while at `max_connections`).
+    /// within `limit` (a node that reads no more for a while, as one whose
+    /// listener waits for room under `max_connections`, lets the socket's
+    /// buffer fill).
     /// What it returns completes when the node reports the session closed,
     /// or the link to the node is lost.
     pub(crate) async fn pass(
