@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -108,9 +108,9 @@ impl NodeLink {
     /// Passes `socket` with `first_bytes` as session `id` from `peer`,
     /// within `limit` (a node that reads no more for a while, as one whose
     /// listener waits for room under `max_connections`, lets the socket's
-    /// buffer fill).
-    /// What it returns completes when the node reports the session closed,
-    /// or the link to the node is lost.
+    /// buffer fill). Returns what completes when the node reports the
+    /// session closed, or the link to the node is lost, and the balancer's
+    /// duplicate of the socket.
     pub(crate) async fn pass(
         &self,
         id: u64,
@@ -118,8 +118,16 @@ impl NodeLink {
         first_bytes: &[u8],
         socket: BorrowedFd<'_>,
         limit: Duration,
-    ) -> Result<oneshot::Receiver<()>, NotPassed> {
+    ) -> Result<(oneshot::Receiver<()>, OwnedFd), NotPassed> {
         let link = self.link().await?;
+        // Only a TCP socket is passed (pingora's unix-socket streams are not).
+        let family = rustix::net::getsockname(socket).map(|a| a.address_family());
+        if !matches!(family, Ok(AddressFamily::INET | AddressFamily::INET6)) {
+            return Err(NotPassed::Failed(io::Error::other(
+                "the client's socket is not a TCP socket",
+            )));
+        }
+        let duplicate = socket.try_clone_to_owned().map_err(NotPassed::Failed)?;
         let (closed_tx, closed) = oneshot::channel();
         match link.open.lock().as_mut() {
             Some(open) => open.insert(id, closed_tx),
@@ -141,7 +149,8 @@ impl NodeLink {
             Err(_) => Err(io::Error::other("no room for the descriptor")),
         };
         // A packet socket sends the whole message or nothing.
-        sent.map(|_| closed).map_err(|error| Self::failed(&link, id, error))
+        sent.map(|_| (closed, duplicate))
+            .map_err(|error| Self::failed(&link, id, error))
     }
 
     /// Forgets session `id`. A link the node has stopped reading from
@@ -242,8 +251,8 @@ async fn read_closed(socket: Arc<UnixSeqpacket>, open: Open, path: PathBuf) {
     warn!(path = %path.display(), sessions = lost, "link to the node's handover socket lost");
 }
 
-/// The client's own TCP socket, when the balancer's stream to the client
-/// is that socket and nothing more (no TLS, nothing buffered above it).
+/// The client's own socket, when the balancer's stream to the client is
+/// that socket and nothing more (no TLS, nothing buffered above it).
 pub(crate) trait PlainSocket {
     fn plain_socket(&self) -> Option<BorrowedFd<'_>>;
 }
@@ -252,13 +261,11 @@ impl PlainSocket for pingora::protocols::Stream {
     fn plain_socket(&self) -> Option<BorrowedFd<'_>> {
         // The balancer's listeners read unbuffered (`L4BufferSettings::
         // unbuffered()`) and never peek, so every byte read from the
-        // socket is in the balancer's hands. Only a TCP socket is passed.
+        // socket is in the balancer's hands.
         let l4 = (**self)
             .as_any()
             .downcast_ref::<pingora::protocols::l4::stream::Stream>()?;
-        let socket = borrow_socket(l4)?;
-        let family = rustix::net::getsockname(socket).map(|a| a.address_family());
-        matches!(family, Ok(AddressFamily::INET | AddressFamily::INET6)).then_some(socket)
+        borrow_socket(l4)
     }
 }
 

@@ -175,16 +175,9 @@ impl ListenerApp {
     /// completes when the session closes there, and the balancer's
     /// duplicate of the socket. `None`: not passed, to be relayed.
     async fn pass(&self, node: &Backend, link: &NodeLink, p: &Passing<'_>) -> Option<(oneshot::Receiver<()>, OwnedFd)> {
-        let duplicate = match p.socket.try_clone_to_owned() {
-            Ok(duplicate) => duplicate,
-            Err(error) => {
-                warn!(backend = %node.name, %error, "cannot keep the client's socket, relaying it");
-                return None;
-            }
-        };
         let limit = self.pool.connect_timeout;
         match link.pass(p.id, p.peer, p.first_bytes, p.socket, limit).await {
-            Ok(closed) => Some((closed, duplicate)),
+            Ok(passed) => Some(passed),
             Err(NotPassed::Unreachable) => None,
             Err(error) => {
                 warn!(backend = %node.name, %error, "passing the client to the node failed, relaying it");
@@ -299,8 +292,7 @@ async fn send_first_bytes(backend: &mut TcpStream, first_bytes: &[u8]) -> std::i
 /// reports it closed. Ending it here (`ending`: eviction, drain) shuts
 /// its socket down both ways: the node reads the end of the stream and
 /// closes it.
-async fn passed(closed: oneshot::Receiver<()>, socket: OwnedFd, ending: impl Future<Output = splice::End>) {
-    tokio::pin!(closed);
+async fn passed(mut closed: oneshot::Receiver<()>, socket: OwnedFd, ending: impl Future<Output = splice::End>) {
     tokio::select! {
         _ = &mut closed => info!(end = "closed", "passed session ended"),
         end = ending => {

@@ -13,9 +13,8 @@
 //! is made `0600`, and the peer's credentials are checked as well. A
 //! balancer that sends what cannot be read is cut off: the node reads no
 //! more from it (its sends fail) and closes the link once the sessions it
-//! passed before are over. The
-//! balancer is trusted as the one in this process is: the addresses and
-//! the PROXY header it sends are believed.
+//! passed before are over. The balancer is trusted as the one in this
+//! process is: the addresses and the PROXY header it sends are believed.
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -83,16 +82,15 @@ impl Drop for Closing {
 }
 
 impl HandoverSocket {
-    /// Binds `path` for a listener whose largest packet is
-    /// `max_packet_size` and whose handshakes may take `handshake_timeout`.
-    /// A stale socket file that nobody listens on (left by a node that did
-    /// not stop cleanly) is replaced; a live socket, or a file that is not
-    /// a socket, is an error.
+    /// Binds `path` for the listener `cfg`. A stale socket file that
+    /// nobody listens on (left by a node that did not stop cleanly) is
+    /// replaced; a live socket, or a file that is not a socket, is an
+    /// error.
     ///
     /// # Panics
     ///
     /// Outside a Tokio runtime.
-    pub(super) fn bind(path: &Path, max_packet_size: u32, handshake_timeout: Duration) -> io::Result<HandoverSocket> {
+    pub(super) fn bind(path: &Path, cfg: &skerry_config::Listener) -> io::Result<HandoverSocket> {
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             if !meta.file_type().is_socket() {
                 return Err(io::Error::new(
@@ -113,8 +111,10 @@ impl HandoverSocket {
         Ok(HandoverSocket {
             socket,
             path: path.to_owned(),
-            max_message: PASS_HEADER_LEN + max_packet_size as usize + PASS_SLACK,
-            wait: handshake_timeout,
+            // At most 256 MiB (the configuration's limit on packets).
+            max_message: usize::try_from(cfg.max_packet_size.bytes())
+                .map_or(usize::MAX, |n| PASS_HEADER_LEN + n + PASS_SLACK),
+            wait: cfg.handshake_timeout.get(),
         })
     }
 

@@ -250,13 +250,13 @@ impl MqttListener {
         });
         let handover = match (&cfg.handover_socket, &inlet) {
             (Some(path), Some(_)) => {
-                let max_packet_size = u32::try_from(cfg.max_packet_size.bytes()).unwrap_or(u32::MAX);
-                let socket = HandoverSocket::bind(path, max_packet_size, cfg.handshake_timeout.get());
-                Some(socket.map_err(|source| ListenerError::Handover {
-                    listener: cfg.name.clone(),
-                    path: path.clone(),
-                    source,
-                })?)
+                Some(
+                    HandoverSocket::bind(path, cfg).map_err(|source| ListenerError::Handover {
+                        listener: cfg.name.clone(),
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
             }
             _ => None,
         };
